@@ -1,0 +1,169 @@
+"""``nnx-compat doctor``: what is installed, which shims are active, and self-checks.
+
+Each self-check runs a program from the migration guide through ``nnx_compat.nnx`` under
+``nnx.jit`` and compares it, bit for bit, with the same program written in the form that the
+installed flax supports natively, run on ``flax.nnx`` itself. A check that cannot run says why;
+it never reports a pass it did not observe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Callable
+from typing import Any, Literal
+
+from nnx_compat import _patterns, _versions, _warnings
+
+__all__ = ["Check", "run_checks", "seed_optimizer_program"]
+
+Form = Literal["0.10", "0.11"]
+
+#: The legacy patterns each form of the seed's optimizer example uses.
+_FORM_PATTERNS: dict[Form, tuple[str, ...]] = {
+    "0.10": ("optimizer-wrt-default", "optimizer-update-grads"),
+    "0.11": (),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One self-check result.
+
+    Attributes:
+        name: What was checked.
+        ok: Whether it passed.
+        detail: What was observed.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def seed_optimizer_program(nnx: Any, form: Form, steps: int = 3) -> tuple[list[Any], Any]:
+    """The optimizer example of the 0.10 -> 0.11 migration guide, in one of its two forms.
+
+    Args:
+        nnx: The namespace to run it with (``flax.nnx`` or ``nnx_compat.nnx``).
+        form: ``"0.10"`` (``Optimizer(model, tx)``, ``update(grads)``) or ``"0.11"``
+            (``wrt=nnx.Param``, ``update(model, grads)``).
+        steps: Training steps under ``nnx.jit``.
+
+    Returns:
+        The losses, and the model's final state as a flat list of numpy arrays.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    class Model(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self, din: int, dmid: int, dout: int, rngs: Any) -> None:
+            self.linear = nnx.Linear(din, dmid, rngs=rngs)
+            self.bn = nnx.BatchNorm(dmid, rngs=rngs)
+            self.dropout = nnx.Dropout(0.2, rngs=rngs)
+            self.linear_out = nnx.Linear(dmid, dout, rngs=rngs)
+
+        def __call__(self, x: Any) -> Any:
+            x = nnx.relu(self.dropout(self.bn(self.linear(x))))
+            return self.linear_out(x)
+
+    model = Model(2, 64, 3, rngs=nnx.Rngs(0))
+    if form == "0.10":
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+
+        def train_step(model: Any, optimizer: Any, x: Any, y: Any) -> Any:
+            def loss_fn(model: Any) -> Any:
+                y_pred = model(x)
+                return ((y_pred - y) ** 2).mean()
+
+            loss, grads = nnx.value_and_grad(loss_fn)(model)
+            optimizer.update(grads)
+            return loss
+
+    else:
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+        def train_step(model: Any, optimizer: Any, x: Any, y: Any) -> Any:
+            def loss_fn(model: Any) -> Any:
+                y_pred = model(x)
+                return ((y_pred - y) ** 2).mean()
+
+            loss, grads = nnx.value_and_grad(loss_fn)(model)
+            optimizer.update(model, grads)
+            return loss
+
+    step = nnx.jit(train_step)
+    key_x, key_y = jax.random.split(jax.random.key(42))
+    x = jax.random.normal(key_x, (8, 2), jnp.float32)
+    y = jax.random.normal(key_y, (8, 3), jnp.float32)
+    losses = [np.asarray(step(model, optimizer, x, y)) for _ in range(steps)]
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
+    return losses, leaves
+
+
+def _same(a: tuple[list[Any], Any], b: tuple[list[Any], Any]) -> bool:
+    import numpy as np
+
+    return (
+        len(a[0]) == len(b[0])
+        and len(a[1]) == len(b[1])
+        and all(
+            x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
+            for x, y in zip([*a[0], *a[1]], [*b[0], *b[1]], strict=True)
+        )
+    )
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _check_optimizer_form(form: Form) -> Check:
+    import flax.nnx as upstream
+
+    from nnx_compat import nnx
+
+    name = f"optimizer-seed-{form}-form"
+    native_form: Form = "0.10" if _versions.feature("OPTIMIZER_HOLDS_MODEL") else "0.11"
+    bridged = "Optimizer" in _patterns.SHIMS
+    try:
+        with _warnings.warnings_policy("ignore"):
+            shimmed = seed_optimizer_program(nnx, form)
+    except Exception as err:  # reported in the check, not hidden
+        if not bridged and form != native_form:
+            detail = (
+                f"not yet supported: nnx_compat does not bridge nnx.Optimizer, so the {form} "
+                f"form fails on flax {_versions.installed_version('flax')} ({_short(err)})"
+            )
+        else:
+            detail = f"failed: {_short(err)}\n{traceback.format_exc(limit=-3)}"
+        return Check(name, False, detail)
+    reference = seed_optimizer_program(upstream, native_form)
+    if not _same(shimmed, reference):
+        return Check(
+            name,
+            False,
+            f"ran, but its losses and parameters differ from the native {native_form} form",
+        )
+    how = "natively" if form == native_form and not bridged else "through the shim"
+    used = ", ".join(_FORM_PATTERNS[form]) or "no legacy pattern"
+    return Check(
+        name,
+        True,
+        f"3 steps under nnx.jit {how} ({used}); losses and parameters equal the native "
+        f"{native_form} form bit for bit",
+    )
+
+
+CHECKS: tuple[Callable[[], Check], ...] = (
+    lambda: _check_optimizer_form("0.10"),
+    lambda: _check_optimizer_form("0.11"),
+)
+
+
+def run_checks() -> list[Check]:
+    """Runs every self-check."""
+    return [check() for check in CHECKS]

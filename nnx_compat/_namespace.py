@@ -1,0 +1,61 @@
+"""Builds the drop-in namespace ``nnx_compat.nnx`` from the installed ``flax.nnx``.
+
+Every public name of ``flax.nnx`` is served as the identical upstream object, except the names
+that the pattern table (``_patterns.SHIMS``) bridges, which are served by their shims.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from nnx_compat import _patterns, _versions
+
+__all__ = ["populate", "public_names"]
+
+
+def public_names(module: types.ModuleType) -> list[str]:
+    """The names ``from module import *`` binds (flax.nnx defines no ``__all__``)."""
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [name for name in vars(module) if not name.startswith("_")]
+    return sorted(names)
+
+
+def populate(namespace: MutableMapping[str, Any]) -> None:
+    """Fills a module's globals with flax.nnx's public names, then overlays the shims.
+
+    Also sets ``__all__`` (the same names ``from flax.nnx import *`` binds, so a star import
+    shadows the builtin ``object`` exactly as upstream's does), a module ``__getattr__`` for
+    names upstream adds later, and ``sys.modules`` aliases so that
+    ``import nnx_compat.nnx.traversals`` works like ``import flax.nnx.traversals``.
+    """
+    upstream = _versions.import_nnx()
+    own_name = namespace["__name__"]
+    names = public_names(upstream)
+    for name in names:
+        value = getattr(upstream, name)
+        namespace[name] = value
+        if isinstance(value, types.ModuleType) and value.__name__.startswith("flax."):
+            sys.modules.setdefault(f"{own_name}.{name}", value)
+    shimmed = list(_patterns.shims())
+    for name in shimmed:
+        namespace[name] = _patterns.load_shim(name)
+    namespace["__all__"] = sorted(set(names) | set(shimmed))
+    namespace["__getattr__"] = _fallback(upstream, own_name)
+    namespace["__dir__"] = lambda: sorted(set(namespace["__all__"]) | set(vars(upstream)))
+
+
+def _fallback(upstream: types.ModuleType, own_name: str) -> Callable[[str], Any]:
+    def __getattr__(name: str) -> Any:
+        try:
+            return getattr(upstream, name)
+        except AttributeError:
+            raise AttributeError(
+                f"module {own_name!r} has no attribute {name!r} "
+                f"(neither has flax.nnx of the installed flax)"
+            ) from None
+
+    return __getattr__

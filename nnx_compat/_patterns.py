@@ -1,0 +1,349 @@
+"""The table of legacy patterns: one record for each call pattern that a flax release changed.
+
+Everything else reads this table: the drop-in namespace takes its shims from :data:`SHIMS`,
+the warnings take their text from :class:`Pattern`, the README's table is generated from it
+(``python -m nnx_compat patterns --markdown``), and the checker and codemod match its ids.
+
+A pattern is *bridged* when its shim is listed in :data:`SHIMS`: the namespace then serves the
+shim instead of the upstream object. A pattern that is not yet bridged stays in the table so
+that the docs and the checker can still name it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Literal
+
+__all__ = ["FAMILIES", "PATTERNS", "SHIMS", "Pattern", "get", "load_shim", "shims"]
+
+Family = Literal[
+    "optimizer", "rngs", "checkpoint", "pytree", "variable", "sharding", "layers", "transforms"
+]
+
+#: Pattern families; each has its own warning subclass in ``_warnings``.
+FAMILIES: Final[tuple[Family, ...]] = (
+    "optimizer",
+    "rngs",
+    "checkpoint",
+    "pytree",
+    "variable",
+    "sharding",
+    "layers",
+    "transforms",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """One legacy call pattern.
+
+    Attributes:
+        id: Stable identifier, used in warnings, reports, the checker and the codemod.
+        family: Which warning subclass it raises and which docs section it belongs to.
+        legacy: The old form, as code.
+        new: The form that replaces it, as code.
+        changed_in: The flax release that changed it.
+        shims: The ``nnx`` names whose shims bridge it (empty: documented only).
+        note: One sentence on what changes in behaviour, if anything.
+    """
+
+    id: str
+    family: Family
+    legacy: str
+    new: str
+    changed_in: str
+    shims: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def bridged(self) -> bool:
+        """Whether every shim this pattern needs is implemented."""
+        return bool(self.shims) and all(name in SHIMS for name in self.shims)
+
+    def message(self) -> str:
+        """The deprecation message: the legacy call, its replacement, the release."""
+        text = (
+            f"{self.legacy} is deprecated since flax {self.changed_in}: use {self.new}. "
+            f"nnx_compat runs it with the flax {self.changed_in} semantics"
+        )
+        if self.note:
+            text += f"; {self.note}"
+        return f"{text} [nnx-compat: {self.id}]"
+
+
+_P = Pattern
+
+#: The table. Keep it sorted by family, then by the release that changed it.
+PATTERNS: Final[tuple[Pattern, ...]] = (
+    # ---------------------------------------------------------------- optimizer
+    _P(
+        "optimizer-wrt-default",
+        "optimizer",
+        "nnx.Optimizer(model, tx)",
+        "nnx.Optimizer(model, tx, wrt=nnx.Param)",
+        "0.11.0",
+        ("Optimizer",),
+    ),
+    _P(
+        "optimizer-wrt-positional",
+        "optimizer",
+        "nnx.Optimizer(model, tx, nnx.Param)",
+        "nnx.Optimizer(model, tx, wrt=nnx.Param)",
+        "0.11.0",
+        ("Optimizer",),
+    ),
+    _P(
+        "optimizer-update-grads",
+        "optimizer",
+        "optimizer.update(grads)",
+        "optimizer.update(model, grads)",
+        "0.11.0",
+        ("Optimizer",),
+    ),
+    _P(
+        "optimizer-model-attribute",
+        "optimizer",
+        "optimizer.model",
+        "keep a reference to the model (or nnx.ModelAndOptimizer(model, tx, wrt=...).model)",
+        "0.11.0",
+        ("Optimizer", "ModelAndOptimizer"),
+    ),
+    # ---------------------------------------------------------------- rngs
+    _P(
+        "split-rngs-over-scan",
+        "rngs",
+        "@nnx.split_rngs(splits=n) over @nnx.scan in __call__",
+        "@nnx.scan alone (the layer RNG state already carries the split axis)",
+        "0.11.0",
+        ("split_rngs",),
+        "the split_rngs becomes a no-op when the state is already split",
+    ),
+    _P(
+        "layers-share-rngs",
+        "rngs",
+        "layer.rngs is the caller's nnx.Rngs",
+        "layer.rngs is a forked nnx.RngStream",
+        "0.11.0",
+        ("Dropout", "MultiHeadAttention"),
+        "building a layer consumes one count of the parent stream",
+    ),
+    _P(
+        "rngs-fork-splits",
+        "rngs",
+        "rngs.fork(splits=n)",
+        "rngs.split(n) (rngs.fork(split=n) before flax 0.12.6)",
+        "0.11.0",
+        ("Rngs",),
+        "no flax release accepts 'splits'; the 0.11 migration guide misspells 'split'",
+    ),
+    _P(
+        "rngs-fork-split",
+        "rngs",
+        "rngs.fork(split=n)",
+        "rngs.split(n)",
+        "0.12.6",
+        ("Rngs",),
+    ),
+    _P(
+        "nnx-fork",
+        "rngs",
+        "nnx.fork(rngs, ...) / nnx.ForkStates",
+        "nnx.fork_rngs(...)",
+        "0.11.0",
+        ("fork",),
+    ),
+    _P(
+        "rngstream-positional-tag",
+        "rngs",
+        "nnx.RngStream(tag, key)",
+        "nnx.RngStream(key, tag=tag)",
+        "0.11.0",
+        ("RngStream",),
+    ),
+    # ---------------------------------------------------------------- checkpoint
+    _P(
+        "checkpoint-shared-rngs",
+        "checkpoint",
+        "restoring a flax 0.10 checkpoint with rngs/<stream>/{key,count} per layer",
+        "nnx.fix_checkpoint(checkpoint, Model, rngs=nnx.Rngs(...))",
+        "0.11.0",
+        ("fix_checkpoint",),
+    ),
+    _P(
+        "checkpoint-optimizer-model",
+        "checkpoint",
+        "an Optimizer checkpoint holding model/..., opt_state and step",
+        "nnx.fix_checkpoint(...) returning the model and optimizer halves",
+        "0.11.0",
+        ("fix_checkpoint",),
+    ),
+    _P(
+        "state-copies",
+        "checkpoint",
+        "nnx.state/nnx.split returning copies, nnx.merge making new Variables",
+        "nnx.state/nnx.split sharing the model's Variables (copy=True for a copy)",
+        "0.11.0",
+        ("split", "merge", "state"),
+    ),
+    # ---------------------------------------------------------------- pytree
+    _P(
+        "tree-map-over-modules",
+        "pytree",
+        "jax.tree.map(f, [modules]) with modules as leaves",
+        "jax.tree.map(f, [modules], is_leaf=nnx_compat.is_nnx_object) or nnx_compat.tree.map",
+        "0.11.0",
+        ("Pytree",),
+    ),
+    _P(
+        "isinstance-object",
+        "pytree",
+        "isinstance(x, nnx.Object)",
+        "isinstance(x, nnx.Pytree)",
+        "0.12.0",
+        ("Object",),
+    ),
+    _P(
+        "list-attribute",
+        "pytree",
+        "self.layers = [module, ...] (a plain list attribute)",
+        "self.layers = nnx.List([module, ...])",
+        "0.12.0",
+        ("Module", "List"),
+    ),
+    _P(
+        "dict-attribute",
+        "pytree",
+        "self.blocks = {'a': module} (a plain dict attribute)",
+        "self.blocks = nnx.Dict({'a': module})",
+        "0.12.0",
+        ("Module", "Dict"),
+    ),
+    # ---------------------------------------------------------------- variable
+    _P(
+        "variable-value",
+        "variable",
+        "variable.value",
+        "variable[...] / variable.get_value() / variable.set_value(x)",
+        "0.12.1",
+        ("Variable",),
+    ),
+    _P(
+        "variable-inplace-op",
+        "variable",
+        "variable += x",
+        "variable[...] += x",
+        "0.12.0",
+        ("Variable",),
+    ),
+    _P(
+        "variable-state",
+        "variable",
+        "nnx.VariableState",
+        "nnx.Variable",
+        "0.11.0",
+        ("VariableState",),
+    ),
+    # ---------------------------------------------------------------- sharding
+    _P(
+        "sharding-without-mesh",
+        "sharding",
+        "a Variable with sharding metadata created outside a mesh",
+        "create it under jax.sharding.use_mesh(mesh), or inside nnx.use_eager_sharding(False)",
+        "0.12.0",
+        ("Variable",),
+    ),
+    _P(
+        "sharding-metadata-key",
+        "sharding",
+        "Variable(..., sharding=...) / sharding_names=...",
+        "Variable(..., out_sharding=...)",
+        "0.12.4",
+        ("Variable",),
+    ),
+    # ---------------------------------------------------------------- layers
+    _P(
+        "dropout-positional",
+        "layers",
+        "nnx.Dropout(rate, broadcast_dims, ...)",
+        "nnx.Dropout(rate, broadcast_dims=..., ...)",
+        "0.11.0",
+        ("Dropout",),
+    ),
+    _P(
+        "rnn-positional",
+        "layers",
+        "nnx.RNN(cell, return_carry, ...)",
+        "nnx.RNN(cell, return_carry=..., ...)",
+        "0.11.0",
+        ("RNN",),
+    ),
+    _P(
+        "mha-positional",
+        "layers",
+        "nnx.MultiHeadAttention(num_heads, in_features, qkv_features, ...)",
+        "nnx.MultiHeadAttention(num_heads, in_features, qkv_features=..., ...)",
+        "0.12.6",
+        ("MultiHeadAttention",),
+        "flax 0.12.6 inserted num_kv_heads, so positional calls change meaning",
+    ),
+    _P(
+        "dropout-missing-stream",
+        "layers",
+        "nnx.Dropout(rate, rngs=nnx.Rngs(0)) with no 'dropout' stream, rngs given at call",
+        "nnx.Dropout(rate, rngs=nnx.Rngs(params=..., dropout=...))",
+        "0.11.0",
+        ("Dropout",),
+        "flax 0.11 fails at construction instead of at call",
+    ),
+    # ---------------------------------------------------------------- transforms
+    _P(
+        "jit-abstracted-axes",
+        "transforms",
+        "nnx.jit(f, abstracted_axes=...)",
+        "nnx.jit(f) (abstracted_axes was removed)",
+        "0.12.2",
+        ("jit",),
+    ),
+    _P(
+        "shard-map-check-rep",
+        "transforms",
+        "nnx.shard_map(..., check_rep=..., auto=...)",
+        "nnx.shard_map(..., check_vma=..., axis_names=...)",
+        "0.12.1",
+        ("shard_map",),
+    ),
+)
+
+#: The shims that are implemented: ``nnx`` name -> ``"module:attribute"`` of the replacement.
+#: A name listed here is served by ``nnx_compat.nnx`` (and by ``install()``) instead of the
+#: upstream object; every other name is the upstream object itself.
+SHIMS: Final[Mapping[str, str]] = {}
+
+_BY_ID: Final = {p.id: p for p in PATTERNS}
+
+
+def get(pattern_id: str) -> Pattern:
+    """The pattern with this id.
+
+    Raises:
+        KeyError: naming the known ids, for an unknown id.
+    """
+    try:
+        return _BY_ID[pattern_id]
+    except KeyError:
+        raise KeyError(
+            f"unknown nnx_compat pattern {pattern_id!r}; known: {sorted(_BY_ID)}"
+        ) from None
+
+
+def shims() -> Iterator[str]:
+    """The names of the implemented shims, sorted."""
+    return iter(sorted(SHIMS))
+
+
+def load_shim(name: str) -> Any:
+    """Imports and returns the implementation of the shim for ``nnx.<name>``."""
+    module, _, attribute = SHIMS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,446 @@
+"""Everything nnx_compat knows about the installed flax, and the only place that reads versions.
+
+Two kinds of knowledge live here:
+
+* version numbers, parsed once (:func:`parse_version`) and used for the API generation
+  and for error messages;
+* named feature probes (:data:`FEATURES`), which look at the installed code rather than at
+  its version number. Shims ask for a feature by name (:func:`feature`), never for a version.
+
+Importing this module is cheap: it does not import flax. :func:`import_nnx` does, and turns
+the ways that can fail into errors that say what to install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import inspect
+import re
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+__all__ = [
+    "FEATURES",
+    "GENERATIONS",
+    "Environment",
+    "IncompatibleJaxError",
+    "UnknownFlaxVersionWarning",
+    "Version",
+    "detect",
+    "feature",
+    "generation",
+    "import_nnx",
+    "parse_version",
+]
+
+#: API generations, oldest first. The last one is used for any newer flax.
+GENERATIONS: Final = ("0.10", "0.11", "0.12")
+
+#: The oldest flax release nnx_compat supports.
+MINIMUM_FLAX: Final = (0, 10, 0)
+
+#: The jax releases each flax line imports with (checked on the pinned environments;
+#: flax declares no upper bound). Keys are (first, last) flax releases, inclusive.
+JAX_RANGES: Final[tuple[tuple[tuple[int, ...], tuple[int, ...], str], ...]] = (
+    # flax 0.10 imports jax._src.core.mutable_array, which jax 0.8 removed.
+    ((0, 10, 0), (0, 10, 99), "jax>=0.6.0,<=0.7.2"),
+    # these fall back to the same import when jax.array_ref is missing.
+    ((0, 11, 0), (0, 12, 1), "jax>=0.6.0,<0.9"),
+    ((0, 12, 7), (0, 12, 99), "jax>=0.10.0"),
+)
+
+
+class IncompatibleJaxError(ImportError):
+    """The installed flax cannot be imported with the installed jax."""
+
+
+class UnknownFlaxVersionWarning(UserWarning):
+    """The installed flax is newer than every generation nnx_compat knows."""
+
+
+# --------------------------------------------------------------------------- versions
+
+_VERSION_RE = re.compile(
+    r"""^\s*v?
+    (?:(?P<epoch>\d+)!)?
+    (?P<release>\d+(?:\.\d+)*)
+    (?:[-_.]?(?P<pre_l>a|alpha|b|beta|c|rc|pre|preview)[-_.]?(?P<pre_n>\d*))?
+    (?:(?:-(?P<post_n1>\d+))|(?:[-_.]?(?:post|rev|r)[-_.]?(?P<post_n2>\d*)))?
+    (?:[-_.]?dev[-_.]?(?P<dev>\d*))?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
+    \s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Version:
+    """A PEP 440 version, reduced to what nnx_compat needs.
+
+    Attributes:
+        release: The numeric release, padded to three parts, e.g. ``(0, 12, 8)``.
+        pre: ``("rc", 1)`` for ``0.12.0rc1``, else None.
+        post: The post-release number, else None.
+        dev: The dev-release number, else None.
+        local: The local label after ``+``, else None.
+        text: The string it was parsed from.
+    """
+
+    release: tuple[int, ...]
+    pre: tuple[str, int] | None = None
+    post: int | None = None
+    dev: int | None = None
+    local: str | None = dataclasses.field(default=None, compare=False)
+    text: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return (self.release[0], self.release[1])
+
+    def __str__(self) -> str:
+        return self.text or ".".join(map(str, self.release))
+
+
+def parse_version(text: str) -> Version:
+    """Parses a version string such as ``0.12.8``, ``0.11.0rc1``, ``0.10.7.dev3+g1a2b``.
+
+    Raises:
+        ValueError: if ``text`` is not a PEP 440 version.
+    """
+    match = _VERSION_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a version: {text!r}")
+    parts = tuple(int(p) for p in match["release"].split("."))
+    release = (*parts, 0, 0, 0)[:3] if len(parts) < 3 else parts
+    pre = None
+    if match["pre_l"]:
+        label = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}.get(
+            match["pre_l"].lower(), match["pre_l"].lower()
+        )
+        pre = (label, int(match["pre_n"] or 0))
+    post_n = match["post_n1"] or match["post_n2"]
+    post = int(post_n or 0) if (match["post_n1"] or match["post_n2"] is not None) else None
+    dev = int(match["dev"] or 0) if match["dev"] is not None else None
+    return Version(release, pre, post, dev, match["local"], text.strip())
+
+
+def generation(version: Version | str) -> str:
+    """The API generation (``"0.10"``, ``"0.11"`` or ``"0.12"``) of a flax version.
+
+    A pre-release belongs to the generation it leads to (``0.11.0rc1`` is ``"0.11"``). A flax
+    newer than the newest known generation maps to the newest one.
+
+    Raises:
+        ImportError: for a flax older than 0.10.
+    """
+    v = parse_version(version) if isinstance(version, str) else version
+    if v.release < MINIMUM_FLAX:
+        raise ImportError(
+            f"nnx_compat supports flax 0.10 and newer, but flax {v} is installed. "
+            "Upgrade it: pip install 'flax>=0.10'"
+        )
+    key = f"{v.minor[0]}.{v.minor[1]}"
+    return key if key in GENERATIONS else GENERATIONS[-1]
+
+
+def is_newer_than_known(version: Version | str) -> bool:
+    v = parse_version(version) if isinstance(version, str) else version
+    newest = parse_version(GENERATIONS[-1])
+    return v.minor > newest.minor
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, or None if it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def jax_range_for(flax_version: Version | str) -> str | None:
+    """The jax requirement known to import with ``flax_version``, if known."""
+    v = parse_version(flax_version) if isinstance(flax_version, str) else flax_version
+    for first, last, spec in JAX_RANGES:
+        if first <= v.release <= last:
+            return spec
+    return None
+
+
+# --------------------------------------------------------------------------- import
+
+
+_warned_newer = False
+
+
+def import_nnx() -> types.ModuleType:
+    """Imports ``flax.nnx``, turning each way it can fail into an error that names the fix.
+
+    Raises:
+        ImportError: no flax, or a flax older than 0.10.
+        IncompatibleJaxError: the installed flax cannot import with the installed jax.
+    """
+    global _warned_newer
+    flax_text = installed_version("flax")
+    if flax_text is None:
+        raise ImportError(
+            "nnx_compat needs flax, which is not installed. Install it: pip install 'flax>=0.10' "
+            "(flax 0.10.x also needs jax<=0.7.2: pip install 'flax==0.10.7' 'jax==0.6.2')"
+        )
+    flax_v = parse_version(flax_text)
+    generation(flax_v)  # raises for flax < 0.10
+    try:
+        nnx = importlib.import_module("flax.nnx")
+    except ImportError as err:
+        jax_text = installed_version("jax") or "(not installed)"
+        known = jax_range_for(flax_v)
+        hint = (
+            f"flax {flax_text} imports with {known}: pip install '{known}'"
+            if known
+            else f"install a jax release that flax {flax_text} supports"
+        )
+        raise IncompatibleJaxError(
+            f"flax {flax_text} cannot be imported with jax {jax_text} ({err}). {hint}"
+        ) from err
+    if is_newer_than_known(flax_v) and not _warned_newer:
+        _warned_newer = True
+        warnings.warn(
+            f"flax {flax_text} is newer than the newest flax generation nnx_compat knows "
+            f"({GENERATIONS[-1]}); using the {GENERATIONS[-1]} semantics. "
+            "Upgrade nnx_compat if a newer release supports it.",
+            UnknownFlaxVersionWarning,
+            stacklevel=2,
+        )
+    return nnx
+
+
+# --------------------------------------------------------------------------- probes
+
+Probe = Callable[[Any], bool]
+
+FEATURES: dict[str, Probe] = {}
+"""Named feature probes. Each takes the ``flax.nnx`` module and returns a bool."""
+
+
+def _probe(func: Probe) -> Probe:
+    FEATURES[func.__name__.upper()] = func
+    return func
+
+
+def _init_signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.__init__)  # type: ignore[misc]
+
+
+@_probe
+def has_model_and_optimizer(nnx: Any) -> bool:
+    """``nnx.ModelAndOptimizer`` exists (flax 0.11.0)."""
+    return hasattr(nnx, "ModelAndOptimizer")
+
+
+@_probe
+def optimizer_requires_wrt(nnx: Any) -> bool:
+    """``Optimizer(model, tx, *, wrt)``: wrt keyword-only and required (flax 0.11.0)."""
+    param = _init_signature(nnx.Optimizer).parameters.get("wrt")
+    return (
+        param is not None
+        and param.kind is inspect.Parameter.KEYWORD_ONLY
+        and param.default is inspect.Parameter.empty
+    )
+
+
+@_probe
+def optimizer_update_takes_model(nnx: Any) -> bool:
+    """``Optimizer.update(model, grads)`` instead of ``update(grads)`` (flax 0.11.0)."""
+    return "model" in inspect.signature(nnx.Optimizer.update).parameters
+
+
+@_probe
+def optimizer_holds_model(nnx: Any) -> bool:
+    """The Optimizer keeps ``.model`` (flax 0.10; removed in 0.11.0)."""
+    return not optimizer_update_takes_model(nnx)
+
+
+@_probe
+def optimizer_graph_arg(nnx: Any) -> bool:
+    """``Optimizer(..., graph=)`` for tree mode (flax 0.12.8)."""
+    return "graph" in _init_signature(nnx.Optimizer).parameters
+
+
+@_probe
+def has_pytree(nnx: Any) -> bool:
+    """``nnx.Pytree`` exists (flax 0.11.1)."""
+    return hasattr(nnx, "Pytree")
+
+
+@_probe
+def modules_are_pytrees(nnx: Any) -> bool:
+    """jax's tree functions descend into Modules (flax 0.11.0)."""
+    import jax
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        pass
+
+    # A registered pytree with no children has no leaves; an unregistered object is one leaf.
+    return len(jax.tree_util.tree_leaves(_Probe())) == 0
+
+
+@_probe
+def object_is_module_base(nnx: Any) -> bool:
+    """``nnx.Object`` is a base class of ``nnx.Module`` (true before flax 0.12.0)."""
+    return issubclass(nnx.Module, nnx.Object)
+
+
+@_probe
+def has_list(nnx: Any) -> bool:
+    """``nnx.List`` exists (flax 0.12.0)."""
+    return hasattr(nnx, "List")
+
+
+@_probe
+def has_dict(nnx: Any) -> bool:
+    """``nnx.Dict`` exists (flax 0.10 and 0.12, not 0.11)."""
+    return hasattr(nnx, "Dict")
+
+
+@_probe
+def has_data(nnx: Any) -> bool:
+    """``nnx.data`` exists (flax 0.11.0)."""
+    return hasattr(nnx, "data")
+
+
+@_probe
+def strict_pytree_attributes(nnx: Any) -> bool:
+    """A plain list attribute holding arrays raises (flax 0.12.0)."""
+    import numpy as np
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.items = [np.zeros((1,), np.float32)]
+
+    try:
+        _Probe()
+    except (ValueError, TypeError):
+        return True
+    return False
+
+
+@_probe
+def variable_get_value(nnx: Any) -> bool:
+    """``Variable.get_value()``/``set_value()`` exist (flax 0.12.0)."""
+    return hasattr(nnx.Variable, "get_value") and hasattr(nnx.Variable, "set_value")
+
+
+@_probe
+def variable_value_warns(nnx: Any) -> bool:
+    """Reading ``Variable.value`` emits a DeprecationWarning (flax 0.12.1)."""
+    import numpy as np
+
+    variable = nnx.Variable(np.zeros((), np.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _ = variable.value
+    return any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+@_probe
+def layers_fork_rngs(nnx: Any) -> bool:
+    """Layers hold a forked ``RngStream`` instead of the caller's ``Rngs`` (flax 0.11.0)."""
+    rngs = nnx.Rngs(0)
+    return getattr(nnx.Dropout(0.5, rngs=rngs), "rngs", None) is not rngs
+
+
+@_probe
+def has_fork_rngs(nnx: Any) -> bool:
+    """``nnx.fork_rngs`` exists (flax 0.11.0)."""
+    return hasattr(nnx, "fork_rngs")
+
+
+@_probe
+def rngs_split(nnx: Any) -> bool:
+    """``Rngs.split(n)`` exists (flax 0.12.6)."""
+    return hasattr(nnx.Rngs, "split")
+
+
+@_probe
+def eager_sharding(nnx: Any) -> bool:
+    """Variables are sharded at creation and need a mesh (flax 0.12.0)."""
+    return hasattr(nnx, "use_eager_sharding")
+
+
+@_probe
+def transforms_graph_arg(nnx: Any) -> bool:
+    """Transforms take ``graph=`` for tree mode (flax 0.12.6)."""
+    return "graph" in inspect.signature(nnx.jit).parameters
+
+
+@functools.cache
+def feature(name: str) -> bool:
+    """The value of one named feature probe on the installed flax (cached).
+
+    Raises:
+        KeyError: for an unknown feature name.
+    """
+    probe = FEATURES[name]
+    return probe(import_nnx())
+
+
+# --------------------------------------------------------------------------- detect
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """What :func:`detect` found.
+
+    Attributes:
+        flax: The installed flax version.
+        jax: The installed jax version.
+        jaxlib: The installed jaxlib version.
+        optax: The installed optax version.
+        orbax_checkpoint: The installed orbax-checkpoint version, or None.
+        api: The API generation, ``"0.10"``, ``"0.11"`` or ``"0.12"``.
+        newer_than_known: Whether flax is newer than the newest known generation.
+        features: Each named feature probe (:data:`FEATURES`) and its value.
+    """
+
+    flax: str
+    jax: str | None
+    jaxlib: str | None
+    optax: str | None
+    orbax_checkpoint: str | None
+    api: str
+    newer_than_known: bool
+    features: Mapping[str, bool]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-able data."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["features"] = dict(self.features)
+        return data
+
+
+@functools.cache
+def detect() -> Environment:
+    """Detects the installed versions, the API generation and every feature (cached).
+
+    Raises:
+        ImportError: no flax, or a flax older than 0.10.
+        IncompatibleJaxError: the installed flax cannot import with the installed jax.
+    """
+    import_nnx()
+    flax_text = installed_version("flax")
+    assert flax_text is not None  # import_nnx checked
+    flax_v = parse_version(flax_text)
+    return Environment(
+        flax=flax_text,
+        jax=installed_version("jax"),
+        jaxlib=installed_version("jaxlib"),
+        optax=installed_version("optax"),
+        orbax_checkpoint=installed_version("orbax-checkpoint"),
+        api=generation(flax_v),
+        newer_than_known=is_newer_than_known(flax_v),
+        features=types.MappingProxyType({name: feature(name) for name in FEATURES}),
+    )

@@ -1,0 +1,344 @@
+"""Deprecation warnings for legacy patterns: categories, call-site attribution, policy, report.
+
+Every shim reports a legacy pattern through :func:`warn_legacy`. It
+
+1. finds the user's frame by walking the stack past nnx_compat, flax, jax, optax and orbax
+   (so the warning names the user's file and line even when the pattern is detected deep
+   inside a transform, or while ``jit`` traces the user's function);
+2. records the hit in a thread-safe registry (:func:`report`), whatever the policy;
+3. applies the policy: ``once`` per call site (the default), ``always``, ``error`` (raise the
+   warning as an exception) or ``ignore``. The policy comes from :func:`warnings_policy` if one
+   is active, else from the ``NNX_COMPAT_WARNINGS`` environment variable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import dataclasses
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from types import FrameType
+from typing import IO, Final, Literal
+
+from nnx_compat import _patterns
+
+__all__ = [
+    "NNXCompatDeprecationWarning",
+    "Hit",
+    "Policy",
+    "category_for",
+    "print_report",
+    "report",
+    "report_at_exit",
+    "reset_report",
+    "warn_legacy",
+    "warnings_policy",
+]
+
+Policy = Literal["once", "always", "error", "ignore"]
+POLICIES: Final[tuple[Policy, ...]] = ("once", "always", "error", "ignore")
+ENV_POLICY: Final = "NNX_COMPAT_WARNINGS"
+ENV_REPORT: Final = "NNX_COMPAT_REPORT"
+
+
+class NNXCompatDeprecationWarning(DeprecationWarning):
+    """A legacy flax.nnx call pattern ran through nnx_compat.
+
+    The message names the legacy call, its replacement and the flax release that changed it;
+    the warning's filename and lineno are the user's line.
+    """
+
+
+class OptimizerDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy ``nnx.Optimizer`` pattern."""
+
+
+class RngsDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy ``nnx.Rngs`` or ``split_rngs`` pattern."""
+
+
+class CheckpointDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy checkpoint or state pattern."""
+
+
+class PytreeDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy pytree or object-model pattern."""
+
+
+class VariableDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy ``nnx.Variable`` pattern."""
+
+
+class ShardingDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy sharding-annotation pattern."""
+
+
+class LayersDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy layer-constructor pattern."""
+
+
+class TransformsDeprecationWarning(NNXCompatDeprecationWarning):
+    """A legacy transform argument."""
+
+
+_CATEGORIES: Final[dict[str, type[NNXCompatDeprecationWarning]]] = {
+    "optimizer": OptimizerDeprecationWarning,
+    "rngs": RngsDeprecationWarning,
+    "checkpoint": CheckpointDeprecationWarning,
+    "pytree": PytreeDeprecationWarning,
+    "variable": VariableDeprecationWarning,
+    "sharding": ShardingDeprecationWarning,
+    "layers": LayersDeprecationWarning,
+    "transforms": TransformsDeprecationWarning,
+}
+
+
+def category_for(pattern: _patterns.Pattern) -> type[NNXCompatDeprecationWarning]:
+    """The warning subclass of a pattern's family."""
+    return _CATEGORIES[pattern.family]
+
+
+# --------------------------------------------------------------------------- attribution
+
+_INTERNAL_PACKAGES: Final = ("nnx_compat", "flax", "jax", "jaxlib", "optax", "orbax")
+_INTERNAL_FILES: Final = ("contextlib", "functools", "threading")
+
+
+@dataclasses.dataclass
+class _Internal:
+    dirs: tuple[str, ...] = ()
+    files: frozenset[str] = frozenset()
+    seen_modules: int = -1
+
+
+_internal = _Internal()
+
+
+def _internal_paths() -> _Internal:
+    # Recomputed when new modules were imported, since flax/jax may be imported after us.
+    if _internal.seen_modules != len(sys.modules):
+        dirs = []
+        for name in _INTERNAL_PACKAGES:
+            module = sys.modules.get(name)
+            path = getattr(module, "__file__", None)
+            if path:
+                dirs.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+            for entry in getattr(module, "__path__", ()) or ():
+                dirs.append(os.path.abspath(entry) + os.sep)
+        files = {
+            os.path.abspath(path)
+            for name in _INTERNAL_FILES
+            if (path := getattr(sys.modules.get(name), "__file__", None))
+        }
+        _internal.dirs = tuple(sorted(set(dirs)))
+        _internal.files = frozenset(files)
+        _internal.seen_modules = len(sys.modules)
+    return _internal
+
+
+def _is_internal(filename: str, internal: _Internal) -> bool:
+    if filename.startswith("<frozen "):
+        return True
+    if filename in internal.files:
+        return True
+    return filename.startswith(internal.dirs)
+
+
+def user_frame() -> FrameType | None:
+    """The innermost frame on the stack that belongs to neither nnx_compat nor its upstreams."""
+    internal = _internal_paths()
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _is_internal(filename, internal) and not _is_internal(
+            os.path.abspath(filename), internal
+        ):
+            return frame
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+# --------------------------------------------------------------------------- policy
+
+_policy_var: contextvars.ContextVar[Policy | None] = contextvars.ContextVar(
+    "nnx_compat_warnings_policy", default=None
+)
+_bad_env_reported: set[str] = set()
+
+
+def _check_policy(value: str) -> Policy:
+    if value not in POLICIES:
+        raise ValueError(f"unknown nnx_compat warnings policy {value!r}; use one of {POLICIES}")
+    return value
+
+
+def current_policy() -> Policy:
+    """The policy in force: the innermost :func:`warnings_policy`, else the environment."""
+    policy = _policy_var.get()
+    if policy is not None:
+        return policy
+    value = os.environ.get(ENV_POLICY, "once").strip().lower() or "once"
+    if value in POLICIES:
+        return value
+    if value not in _bad_env_reported:
+        _bad_env_reported.add(value)
+        warnings.warn(
+            f"{ENV_POLICY}={value!r} is not one of {', '.join(POLICIES)}; using 'once'",
+            UserWarning,
+            stacklevel=3,
+        )
+    return "once"
+
+
+@contextlib.contextmanager
+def warnings_policy(policy: Policy) -> Iterator[None]:
+    """Sets the policy for legacy-pattern warnings inside a ``with`` block.
+
+    Args:
+        policy: ``"once"`` per call site, ``"always"``, ``"error"`` (raise the warning) or
+            ``"ignore"`` (hits are still recorded in :func:`report`).
+
+    Raises:
+        ValueError: for an unknown policy.
+    """
+    token = _policy_var.set(_check_policy(policy))
+    try:
+        yield
+    finally:
+        _policy_var.reset(token)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """Where a legacy pattern ran, and how often.
+
+    Attributes:
+        pattern: The pattern id.
+        filename: The user's file.
+        lineno: The user's line.
+        count: How many times it ran there.
+    """
+
+    pattern: str
+    filename: str
+    lineno: int
+    count: int
+
+
+_lock = threading.Lock()
+_hits: dict[tuple[str, str, int], int] = {}
+_warned: set[tuple[str, str, int]] = set()
+_exit_report_registered = False
+
+
+def report() -> tuple[Hit, ...]:
+    """Every legacy pattern hit so far in this process, sorted by pattern, file and line."""
+    with _lock:
+        items = sorted(_hits.items())
+    return tuple(Hit(p, f, line, count) for (p, f, line), count in items)
+
+
+def reset_report() -> None:
+    """Forgets every recorded hit and every call site already warned about."""
+    with _lock:
+        _hits.clear()
+        _warned.clear()
+
+
+def print_report(file: IO[str] | None = None) -> None:
+    """Prints :func:`report` as a table: one line per call site, with the replacement."""
+    out = file if file is not None else sys.stderr
+    hits = report()
+    if not hits:
+        print("nnx_compat: no legacy flax.nnx patterns ran.", file=out)
+        return
+    print(f"nnx_compat: {len(hits)} call site(s) ran legacy flax.nnx patterns:", file=out)
+    for hit in hits:
+        pattern = _patterns.get(hit.pattern)
+        print(
+            f"  {hit.filename}:{hit.lineno}: {pattern.legacy} -> {pattern.new} "
+            f"(flax {pattern.changed_in}) x{hit.count} [{hit.pattern}]",
+            file=out,
+        )
+
+
+def report_at_exit(enable: bool = True) -> None:
+    """Prints :func:`report` to stderr when the process exits (also: ``NNX_COMPAT_REPORT=1``)."""
+    global _exit_report_registered
+    with _lock:
+        if enable and not _exit_report_registered:
+            atexit.register(print_report)
+            _exit_report_registered = True
+        elif not enable and _exit_report_registered:
+            atexit.unregister(print_report)
+            _exit_report_registered = False
+
+
+if os.environ.get(ENV_REPORT, "").strip().lower() in ("1", "true", "yes", "on"):
+    report_at_exit()
+
+
+# --------------------------------------------------------------------------- warn
+
+
+def warn_legacy(pattern_id: str, *, detail: str = "") -> None:
+    """Reports that a legacy pattern ran at the user's line.
+
+    Args:
+        pattern_id: The id of a record in the pattern table.
+        detail: Extra text for the message (e.g. the values involved).
+
+    Raises:
+        NNXCompatDeprecationWarning: (a subclass) under the ``error`` policy.
+    """
+    pattern = _patterns.get(pattern_id)
+    frame = user_frame()
+    if frame is not None:
+        filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        module_globals = frame.f_globals
+    else:  # called with nothing but internal frames on the stack
+        filename, lineno, module_globals = "<unknown>", 0, {}
+    key = (pattern_id, filename, lineno)
+    policy = current_policy()
+    with _lock:
+        _hits[key] = _hits.get(key, 0) + 1
+        if policy == "ignore" or (policy == "once" and key in _warned):
+            return
+        _warned.add(key)
+    message = pattern.message() + (f" ({detail})" if detail else "")
+    category = category_for(pattern)
+    if policy == "error":
+        raise category(f"{filename}:{lineno}: {message}")
+    warnings.warn_explicit(
+        message,
+        category,
+        filename,
+        lineno,
+        module=module_globals.get("__name__", "<unknown>"),
+        # A fresh registry: nnx_compat already decided that this call site should warn.
+        registry={},
+        module_globals=module_globals,
+    )
+
+
+def _make_visible() -> None:
+    """Shows our warnings by default, as an application would for its own deprecations.
+
+    Python hides DeprecationWarning outside ``__main__``; a legacy pattern in a user's library
+    module would then go unseen. When the user gave no ``-W`` options, our category is shown
+    (once per call site: nnx_compat deduplicates). Filters set later, by the user or by pytest,
+    take precedence over this one.
+    """
+    if not sys.warnoptions:
+        warnings.filterwarnings("default", category=NNXCompatDeprecationWarning, append=False)
+
+
+_make_visible()

@@ -1,0 +1,35 @@
+"""Shared fixtures and the hypothesis profiles (``--hypothesis-profile=thorough`` for more)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_report(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with an empty legacy-pattern registry and the default policy."""
+    import nnx_compat
+
+    monkeypatch.delenv("NNX_COMPAT_WARNINGS", raising=False)
+    nnx_compat.reset_report()
+    yield
+    nnx_compat.reset_report()

@@ -1,0 +1,72 @@
+"""The drop-in namespace ``nnx_compat.nnx`` (built by ``_namespace``)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import types
+
+import flax.nnx as upstream
+import pytest
+
+from nnx_compat import _namespace, _patterns, nnx
+
+UPSTREAM_NAMES = _namespace.public_names(upstream)
+
+
+def test_namespace_has_every_public_upstream_name() -> None:
+    missing = [name for name in UPSTREAM_NAMES if not hasattr(nnx, name)]
+    assert not missing
+    assert len(UPSTREAM_NAMES) > 150  # the whole API, not a handful of names
+
+
+@pytest.mark.parametrize("name", UPSTREAM_NAMES)
+def test_unshimmed_names_are_the_upstream_objects(name: str) -> None:
+    if name in _patterns.SHIMS:
+        assert getattr(nnx, name) is _patterns.load_shim(name)
+    else:
+        assert getattr(nnx, name) is getattr(upstream, name)
+
+
+def test_star_import_binds_the_same_names_as_upstream() -> None:
+    ours: dict[str, object] = {}
+    theirs: dict[str, object] = {}
+    exec("from nnx_compat.nnx import *", ours)
+    exec("from flax.nnx import *", theirs)
+    assert set(ours) - {"__builtins__"} == (set(theirs) - {"__builtins__"}) | set(_patterns.SHIMS)
+    # upstream's star import shadows the builtin ``object`` with a submodule; so does ours
+    assert ours["object"] is theirs["object"]
+    assert isinstance(ours["object"], types.ModuleType)
+
+
+def test_submodules_are_reachable_and_importable() -> None:
+    submodules = [n for n in UPSTREAM_NAMES if isinstance(getattr(upstream, n), types.ModuleType)]
+    assert {"traversals", "bridge", "object", "rnglib"} <= set(submodules)
+    for name in submodules:
+        assert getattr(nnx, name) is getattr(upstream, name)
+        module = importlib.import_module(f"nnx_compat.nnx.{name}")
+        assert module is getattr(upstream, name)
+    from nnx_compat.nnx import traversals
+
+    assert traversals.flatten_mapping({"a": {"b": 1}}) == {("a", "b"): 1}
+
+
+def test_dir_lists_the_upstream_names() -> None:
+    assert set(UPSTREAM_NAMES) <= set(dir(nnx))
+
+
+def test_unknown_attribute() -> None:
+    with pytest.raises(AttributeError, match=r"neither has flax\.nnx"):
+        _ = nnx.definitely_not_a_name  # type: ignore[attr-defined]
+
+
+def test_import_does_not_warn() -> None:
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "from nnx_compat import nnx\n"
+        "m = nnx.Linear(2, 3, rngs=nnx.Rngs(0)); print(type(m).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Linear"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nnx_compat import _patterns, _versions, _warnings
+from nnx_compat._cli import markdown_table
+from nnx_compat._patterns import PATTERNS, SHIMS, Pattern
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_ids_are_unique_and_kebab_case() -> None:
+    ids = [p.id for p in PATTERNS]
+    assert len(ids) == len(set(ids))
+    for pattern_id in ids:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", pattern_id), pattern_id
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.id)
+def test_record(pattern: Pattern) -> None:
+    assert pattern.family in _patterns.FAMILIES
+    version = _versions.parse_version(pattern.changed_in)
+    assert version.release >= (0, 11, 0), "every pattern changed after the 0.10 baseline"
+    assert pattern.legacy and pattern.new and pattern.legacy != pattern.new
+    message = pattern.message()
+    assert pattern.legacy in message
+    assert pattern.new in message
+    assert f"flax {pattern.changed_in}" in message
+    assert message.endswith(f"[nnx-compat: {pattern.id}]")
+    assert issubclass(_warnings.category_for(pattern), _warnings.NNXCompatDeprecationWarning)
+    assert _patterns.get(pattern.id) is pattern
+
+
+def test_every_family_has_its_own_category() -> None:
+    categories = {
+        _warnings.category_for(Pattern("x", f, "a", "b", "0.11.0")) for f in _patterns.FAMILIES
+    }
+    assert len(categories) == len(_patterns.FAMILIES)
+
+
+def test_every_shim_bridges_a_pattern() -> None:
+    referenced = {name for p in PATTERNS for name in p.shims}
+    assert set(SHIMS) <= referenced
+    for name in SHIMS:
+        module, _, attribute = SHIMS[name].partition(":")
+        assert module.startswith("nnx_compat._") and attribute
+        assert _patterns.load_shim(name) is not None
+
+
+def test_bridged_means_every_shim_is_implemented() -> None:
+    for p in PATTERNS:
+        assert p.bridged == (bool(p.shims) and all(s in SHIMS for s in p.shims))
+
+
+def test_unknown_id_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="optimizer-update-grads"):
+        _patterns.get("no-such-pattern")
+
+
+def test_readme_table_is_generated_from_the_table() -> None:
+    text = README.read_text()
+    start = text.index("<!-- patterns:begin -->") + len("<!-- patterns:begin -->")
+    end = text.index("<!-- patterns:end -->")
+    assert text[start:end].strip() == markdown_table(), (
+        "README's table is stale: regenerate it with `python -m nnx_compat patterns --markdown`"
+    )

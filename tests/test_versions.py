@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nnx_compat import _versions
+from nnx_compat._versions import Version, generation, parse_version
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.12.8", Version((0, 12, 8))),
+        ("0.11", Version((0, 11, 0))),
+        ("0.11.0rc1", Version((0, 11, 0), pre=("rc", 1))),
+        ("0.12.0b2", Version((0, 12, 0), pre=("b", 2))),
+        ("0.10.7.post1", Version((0, 10, 7), post=1)),
+        ("0.10.7-1", Version((0, 10, 7), post=1)),
+        ("0.12.9.dev20251101", Version((0, 12, 9), dev=20251101)),
+        ("0.12.8+cuda12.local", Version((0, 12, 8), local="cuda12.local")),
+        ("0.13.0rc2.dev3+g1a2b3c", Version((0, 13, 0), pre=("rc", 2), dev=3, local="g1a2b3c")),
+        ("1!0.12.8", Version((0, 12, 8))),
+    ],
+)
+def test_parse_version(text: str, expected: Version) -> None:
+    parsed = parse_version(text)
+    assert parsed == expected
+    assert parsed.local == expected.local
+    assert str(parsed) == text
+
+
+@given(
+    st.tuples(*(st.integers(0, 999),) * 3),
+    st.sampled_from(["", "a1", "b3", "rc2"]),
+    st.sampled_from(["", ".post4"]),
+    st.sampled_from(["", ".dev7"]),
+    st.sampled_from(["", "+abc.12"]),
+)
+def test_parse_version_components(
+    release: tuple[int, int, int], pre: str, post: str, dev: str, local: str
+) -> None:
+    v = parse_version(".".join(map(str, release)) + pre + post + dev + local)
+    assert v.release == release
+    assert (v.pre is not None) == bool(pre)
+    assert v.post == (4 if post else None)
+    assert v.dev == (7 if dev else None)
+    assert v.local == (local[1:] or None)
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "0.x.1", "12..3"])
+def test_parse_version_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a version"):
+        parse_version(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "api"),
+    [
+        ("0.10.0", "0.10"),
+        ("0.10.7", "0.10"),
+        ("0.11.0rc1", "0.11"),
+        ("0.11.2.post1", "0.11"),
+        ("0.12.0.dev5", "0.12"),
+        ("0.12.8+local", "0.12"),
+        ("0.13.0", "0.12"),
+        ("1.2.0", "0.12"),
+    ],
+)
+def test_generation(text: str, api: str) -> None:
+    assert generation(text) == api
+
+
+@pytest.mark.parametrize("old", ["0.9.0", "0.8.5", "0.10.0rc1".replace("0.10", "0.9")])
+def test_generation_too_old(old: str) -> None:
+    with pytest.raises(ImportError, match=r"pip install 'flax>=0.10'"):
+        generation(old)
+
+
+def test_jax_range_for() -> None:
+    assert _versions.jax_range_for("0.10.7") == "jax>=0.6.0,<=0.7.2"
+    assert _versions.jax_range_for("0.12.8") == "jax>=0.10.0"
+    assert _versions.jax_range_for("0.12.4") is None
+
+
+def _fake_installed(monkeypatch: pytest.MonkeyPatch, **versions: str | None) -> None:
+    real = _versions.installed_version
+
+    def fake(dist: str) -> str | None:
+        key = dist.replace("-", "_")
+        return versions[key] if key in versions else real(dist)
+
+    monkeypatch.setattr(_versions, "installed_version", fake)
+
+
+def test_import_nnx_without_flax(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_installed(monkeypatch, flax=None)
+    with pytest.raises(ImportError, match=r"needs flax, which is not installed.*pip install"):
+        _versions.import_nnx()
+
+
+def test_import_nnx_old_flax(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_installed(monkeypatch, flax="0.9.0")
+    with pytest.raises(ImportError, match=r"flax 0.9.0 is installed.*pip install 'flax>=0.10'"):
+        _versions.import_nnx()
+
+
+def test_import_nnx_newer_flax_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_installed(monkeypatch, flax="0.13.1")
+    monkeypatch.setattr(_versions, "_warned_newer", False)
+    with pytest.warns(_versions.UnknownFlaxVersionWarning, match="0.13.1 is newer") as caught:
+        _versions.import_nnx()
+        _versions.import_nnx()
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+
+
+def test_import_nnx_incompatible_jax_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_installed(monkeypatch, flax="0.10.7", jax="0.10.2")
+    real_import = importlib.import_module
+
+    def failing(name: str, package: str | None = None) -> object:
+        if name == "flax.nnx":
+            raise ImportError("cannot import name 'mutable_array' from 'jax._src.core'")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", failing)
+    with pytest.raises(_versions.IncompatibleJaxError) as info:
+        _versions.import_nnx()
+    message = str(info.value)
+    assert "flax 0.10.7 cannot be imported with jax 0.10.2" in message
+    assert "mutable_array" in message
+    assert "pip install 'jax>=0.6.0,<=0.7.2'" in message
+    assert isinstance(info.value, ImportError)
+
+
+@pytest.mark.broken_jax
+def test_real_incompatible_jax() -> None:
+    """Runs only in the tox env that installs flax 0.10.7 with jax 0.10.2 on purpose."""
+    code = "from nnx_compat import nnx"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("nnx_compat._versions.IncompatibleJaxError: flax 0.10.7 cannot be")
+    assert "cannot import name 'mutable_array'" in last
+    assert "pip install 'jax>=0.6.0,<=0.7.2'" in last
+
+
+def test_detect_versions() -> None:
+    env = _versions.detect()
+    assert env.flax == importlib.metadata.version("flax")
+    assert env.jax == importlib.metadata.version("jax")
+    assert env.jaxlib == importlib.metadata.version("jaxlib")
+    assert env.optax == importlib.metadata.version("optax")
+    assert env.api == f"{parse_version(env.flax).minor[0]}.{parse_version(env.flax).minor[1]}"
+    expected_flax = os.environ.get("NNX_COMPAT_EXPECT_FLAX")
+    if expected_flax:  # set by each tox env
+        assert env.flax == expected_flax
+        assert env.api == generation(expected_flax)
+    with pytest.raises(dataclasses_frozen_error()):
+        env.api = "0.10"  # type: ignore[misc]
+    assert env.as_dict()["features"] == dict(env.features)
+
+
+def dataclasses_frozen_error() -> type[Exception]:
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+# What each generation's probes must find, per FLAX_CHANGES and the pinned environments.
+_EXPECTED_FEATURES = {
+    "0.10": dict(
+        HAS_MODEL_AND_OPTIMIZER=False,
+        OPTIMIZER_REQUIRES_WRT=False,
+        OPTIMIZER_UPDATE_TAKES_MODEL=False,
+        OPTIMIZER_HOLDS_MODEL=True,
+        HAS_PYTREE=False,
+        MODULES_ARE_PYTREES=False,
+        OBJECT_IS_MODULE_BASE=True,
+        HAS_LIST=False,
+        HAS_DICT=True,
+        HAS_DATA=False,
+        STRICT_PYTREE_ATTRIBUTES=False,
+        VARIABLE_GET_VALUE=False,
+        VARIABLE_VALUE_WARNS=False,
+        LAYERS_FORK_RNGS=False,
+        HAS_FORK_RNGS=False,
+        RNGS_SPLIT=False,
+        EAGER_SHARDING=False,
+        TRANSFORMS_GRAPH_ARG=False,
+    ),
+    "0.11": dict(
+        HAS_MODEL_AND_OPTIMIZER=True,
+        OPTIMIZER_REQUIRES_WRT=True,
+        OPTIMIZER_UPDATE_TAKES_MODEL=True,
+        OPTIMIZER_HOLDS_MODEL=False,
+        HAS_PYTREE=True,
+        MODULES_ARE_PYTREES=True,
+        OBJECT_IS_MODULE_BASE=True,
+        HAS_LIST=False,
+        HAS_DICT=False,
+        HAS_DATA=True,
+        STRICT_PYTREE_ATTRIBUTES=False,
+        VARIABLE_GET_VALUE=False,
+        VARIABLE_VALUE_WARNS=False,
+        LAYERS_FORK_RNGS=True,
+        HAS_FORK_RNGS=True,
+        RNGS_SPLIT=False,
+        EAGER_SHARDING=False,
+        TRANSFORMS_GRAPH_ARG=False,
+    ),
+    "0.12": dict(
+        HAS_MODEL_AND_OPTIMIZER=True,
+        OPTIMIZER_REQUIRES_WRT=True,
+        OPTIMIZER_UPDATE_TAKES_MODEL=True,
+        OPTIMIZER_HOLDS_MODEL=False,
+        HAS_PYTREE=True,
+        MODULES_ARE_PYTREES=True,
+        OBJECT_IS_MODULE_BASE=False,
+        HAS_LIST=True,
+        HAS_DICT=True,
+        HAS_DATA=True,
+        STRICT_PYTREE_ATTRIBUTES=True,
+        VARIABLE_GET_VALUE=True,
+        VARIABLE_VALUE_WARNS=True,
+        LAYERS_FORK_RNGS=True,
+        HAS_FORK_RNGS=True,
+        RNGS_SPLIT=True,
+        EAGER_SHARDING=True,
+        TRANSFORMS_GRAPH_ARG=True,
+    ),
+}
+_PINNED = {"0.10.7", "0.11.2", "0.12.8"}
+
+
+def test_feature_probes_match_the_pinned_release() -> None:
+    env = _versions.detect()
+    if env.flax not in _PINNED:
+        pytest.skip(f"expectations are recorded for the pinned releases only, not {env.flax}")
+    expected = _EXPECTED_FEATURES[env.api]
+    observed = {name: env.features[name] for name in expected}
+    assert observed == expected
+
+
+def test_every_feature_is_documented_and_cached() -> None:
+    for name, probe in _versions.FEATURES.items():
+        assert name == probe.__name__.upper()
+        assert probe.__doc__ and "flax" in probe.__doc__
+        assert _versions.feature(name) is _versions.feature(name)
+    with pytest.raises(KeyError):
+        _versions.feature("NO_SUCH_FEATURE")
+
+
+def test_probes_emit_no_warnings() -> None:
+    from nnx_compat._versions import FEATURES, import_nnx
+
+    nnx = import_nnx()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name, probe in FEATURES.items():
+            assert isinstance(probe(nnx), bool), name
