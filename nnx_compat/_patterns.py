@@ -319,7 +319,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
 #: The shims that are implemented: ``nnx`` name -> ``"module:attribute"`` of the replacement.
 #: A name listed here is served by ``nnx_compat.nnx`` (and by ``install()``) instead of the
 #: upstream object; every other name is the upstream object itself.
-SHIMS: Final[Mapping[str, str]] = {}
+SHIMS: Final[Mapping[str, str]] = {
+    "ModelAndOptimizer": "nnx_compat._optimizer:ModelAndOptimizer",
+    "Optimizer": "nnx_compat._optimizer:Optimizer",
+}
 
 _BY_ID: Final = {p.id: p for p in PATTERNS}
 

@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Final, Literal
+from typing import IO, Any, Final, Literal
 
 from nnx_compat import _patterns
 
@@ -161,6 +161,16 @@ def user_frame() -> FrameType | None:
             return frame
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+def called_from_user(depth: int = 2) -> bool:
+    """Whether the frame ``depth`` levels above the caller is user code.
+
+    Shims use it to warn about an attribute read by the user (``optimizer.model``) but not
+    about the same read done by flax internals (graph traversal, ``nnx.update``).
+    """
+    frame = sys._getframe(depth)
+    return not _is_internal(frame.f_code.co_filename, _internal_paths())
 
 
 # --------------------------------------------------------------------------- policy
@@ -317,28 +327,47 @@ def warn_legacy(pattern_id: str, *, detail: str = "") -> None:
     category = category_for(pattern)
     if policy == "error":
         raise category(f"{filename}:{lineno}: {message}")
+    module = module_globals.get("__name__", "<unknown>")
+    if _hidden_by_python_default(category, message, module, lineno):
+        # Python hides DeprecationWarning outside __main__ unless told otherwise; a legacy
+        # pattern in a user's library module would go unseen. Show it, as "default" would.
+        warnings.showwarning(category(message), category, filename, lineno)
+        return
     warnings.warn_explicit(
         message,
         category,
         filename,
         lineno,
-        module=module_globals.get("__name__", "<unknown>"),
+        module=module,
         # A fresh registry: nnx_compat already decided that this call site should warn.
         registry={},
         module_globals=module_globals,
     )
 
 
-def _make_visible() -> None:
-    """Shows our warnings by default, as an application would for its own deprecations.
+def _matches(pattern: Any, text: str) -> bool:
+    # as the warnings module does: None matches all, a str exactly, a regex from its start
+    if pattern is None:
+        return True
+    if isinstance(pattern, str):
+        return pattern == text
+    return bool(pattern.match(text))
 
-    Python hides DeprecationWarning outside ``__main__``; a legacy pattern in a user's library
-    module would then go unseen. When the user gave no ``-W`` options, our category is shown
-    (once per call site: nnx_compat deduplicates). Filters set later, by the user or by pytest,
-    take precedence over this one.
+
+_PYTHON_DEFAULT_IGNORE: Final = ("ignore", None, DeprecationWarning, None, 0)
+
+
+def _hidden_by_python_default(category: type[Warning], text: str, module: str, lineno: int) -> bool:
+    """Whether the filter that would handle this warning is the interpreter's default ignore.
+
+    Any filter the user, ``-W`` or pytest installed comes first and is respected.
     """
-    if not sys.warnoptions:
-        warnings.filterwarnings("default", category=NNXCompatDeprecationWarning, append=False)
-
-
-_make_visible()
+    for action, msg, cat, mod, line in warnings.filters:
+        if not issubclass(category, cat):
+            continue
+        if not _matches(msg, text) or not _matches(mod, module):
+            continue
+        if line and line != lineno:
+            continue
+        return (action, msg, cat, mod, line) == _PYTHON_DEFAULT_IGNORE
+    return False

@@ -248,6 +248,36 @@ def test_visible_by_default_outside_main(tmp_path: Path) -> None:
     assert proc.stderr.count("user_lib.py:5: OptimizerDeprecationWarning") == 1
 
 
+def test_user_filters_set_before_import_take_precedence(tmp_path: Path) -> None:
+    proc = _run(
+        """
+        import warnings
+        warnings.simplefilter("ignore")
+        import jax
+        from nnx_compat._warnings import warn_legacy
+        jax.tree.map(warn_legacy, ["optimizer-update-grads"])
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "DeprecationWarning" not in proc.stderr
+
+
+def test_minus_w_error_is_respected(tmp_path: Path) -> None:
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import jax\nfrom nnx_compat._warnings import warn_legacy\n"
+        "jax.tree.map(warn_legacy, ['optimizer-update-grads'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", str(script)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "OptimizerDeprecationWarning: optimizer.update(grads)" in proc.stderr
+
+
 def test_user_filters_take_precedence(tmp_path: Path) -> None:
     proc = _run(
         """
