@@ -46,10 +46,7 @@ _MISSING: Final[Any] = _Missing()
 
 
 def _is_variable(x: Any) -> bool:
-    state_cls = getattr(_nnx, "VariableState", None)
-    return isinstance(x, _nnx.Variable) or (
-        isinstance(state_cls, type) and isinstance(x, state_cls)
-    )
+    return isinstance(x, _versions.variable_leaf_types())
 
 
 def _flat_paths(tree: Any) -> set[str]:
@@ -238,6 +235,11 @@ class Optimizer(_Native):  # type: ignore[misc]
         attributes = vars(self)
         form = attributes.get(_FORM, "new")
         held = attributes.get("model", _MISSING)
+        if grads is model or grads is held:
+            raise TypeError(
+                f"optimizer.update got the model ({type(grads).__name__}) where the grads belong: "
+                "call optimizer.update(model, grads) with grads = nnx.grad(loss_fn)(model)."
+            )
         if model is _MISSING:
             if held is _MISSING:
                 raise TypeError(
@@ -274,11 +276,6 @@ class Optimizer(_Native):  # type: ignore[misc]
             raise TypeError("optimizer.update takes (model, grads); got surplus arguments")
         if grads is _MISSING:
             raise TypeError("optimizer.update(model, grads) is missing grads")
-        if _nnx.graph.is_graph_node(grads) and isinstance(grads, _nnx.Module):
-            raise TypeError(
-                f"optimizer.update got a {type(grads).__name__} where the grads belong: call "
-                "optimizer.update(model, grads) with grads = nnx.grad(loss_fn)(model)."
-            )
         return model, grads
 
     def _nnx_compat_other_model_message(self) -> str:

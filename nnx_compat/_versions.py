@@ -378,6 +378,20 @@ def transforms_graph_arg(nnx: Any) -> bool:
 
 
 @functools.cache
+def variable_leaf_types() -> tuple[type, ...]:
+    """The classes a state's leaves can have: ``Variable``, and 0.10's ``VariableState``.
+
+    Read from the module's own attributes: on flax 0.12 merely touching
+    ``nnx.VariableState`` emits a DeprecationWarning.
+    """
+    nnx = import_nnx()
+    state_cls = vars(nnx).get("VariableState")
+    if isinstance(state_cls, type) and not issubclass(state_cls, nnx.Variable):
+        return (nnx.Variable, state_cls)
+    return (nnx.Variable,)
+
+
+@functools.cache
 def feature(name: str) -> bool:
     """The value of one named feature probe on the installed flax (cached).
 

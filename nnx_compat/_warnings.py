@@ -169,8 +169,11 @@ def called_from_user(depth: int = 2) -> bool:
     Shims use it to warn about an attribute read by the user (``optimizer.model``) but not
     about the same read done by flax internals (graph traversal, ``nnx.update``).
     """
-    frame = sys._getframe(depth)
-    return not _is_internal(frame.f_code.co_filename, _internal_paths())
+    frame: FrameType | None = sys._getframe(depth)
+    # attribute hooks between the user and the property (flax's own __getattribute__)
+    while frame is not None and frame.f_code.co_name == "__getattribute__":
+        frame = frame.f_back
+    return frame is not None and not _is_internal(frame.f_code.co_filename, _internal_paths())
 
 
 # --------------------------------------------------------------------------- policy

@@ -1,0 +1,136 @@
+"""Per-step cost of the Optimizer shim against native flax, in one run.
+
+For a dispatch-bound small MLP and a compute-bound larger one, times a jitted training step
+(``nnx.jit``, adam) written four ways:
+
+* ``legacy-shim``: ``nnx_compat.nnx.Optimizer(model, tx)`` and ``update(grads)``;
+* ``new-shim``: ``nnx_compat.nnx.Optimizer(model, tx, wrt=nnx.Param)`` and ``update(model, grads)``;
+* ``native``: ``flax.nnx.Optimizer`` in the installed flax's own form;
+* ``native-mao``: ``flax.nnx.ModelAndOptimizer`` (flax 0.11+).
+
+Rounds interleave the variants in a shuffled order; each variant's median per-step time is
+reported with the median over rounds of its ratio to ``native`` in the same round.
+
+Usage: ``python benchmarks/optimizer_overhead.py`` (``--rounds``, ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import itertools
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import flax.nnx as upstream
+import jax
+import optax
+
+import nnx_compat
+from nnx_compat import nnx
+
+NATIVE_TAKES_MODEL = "model" in inspect.signature(upstream.Optimizer.update).parameters
+
+
+class MLP(upstream.Module):  # type: ignore[misc]
+    def __init__(self, din: int, width: int, depth: int, rngs: Any) -> None:
+        dims = [din] + [width] * depth
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
+            setattr(self, f"l{i}", upstream.Linear(a, b, rngs=rngs))
+        self.depth = depth
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.depth):
+            x = jax.nn.relu(getattr(self, f"l{i}")(x))
+        return x
+
+
+def loss_fn(model: Any, x: jax.Array) -> jax.Array:
+    return (model(x) ** 2).mean()
+
+
+def make_variant(name: str, width: int, depth: int) -> Callable[[jax.Array], jax.Array] | None:
+    model = MLP(width, width, depth, upstream.Rngs(0))
+    tx = optax.adam(1e-4)
+    with nnx_compat.warnings_policy("ignore"):
+        if name == "legacy-shim":
+            optimizer = nnx.Optimizer(model, tx)
+        elif name == "new-shim":
+            optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        elif name == "native":
+            optimizer = upstream.Optimizer(model, tx, wrt=upstream.Param)
+        elif name == "native-mao":
+            if not hasattr(upstream, "ModelAndOptimizer"):
+                return None
+            optimizer = upstream.ModelAndOptimizer(model, tx, wrt=upstream.Param)
+        else:
+            raise ValueError(name)
+
+    @upstream.jit
+    def step(model: Any, optimizer: Any, x: jax.Array) -> jax.Array:
+        loss, grads = upstream.value_and_grad(loss_fn)(model, x)
+        if name in ("legacy-shim", "native-mao") or (name == "native" and not NATIVE_TAKES_MODEL):
+            optimizer.update(grads)
+        else:
+            optimizer.update(model, grads)
+        return loss
+
+    def run(x: jax.Array) -> jax.Array:
+        return step(model, optimizer, x)
+
+    return run
+
+
+def bench(label: str, width: int, depth: int, batch: int, steps: int, rounds: int) -> None:
+    x = jax.random.normal(jax.random.key(0), (batch, width))
+    names = ["legacy-shim", "new-shim", "native", "native-mao"]
+    runs = {n: r for n in names if (r := make_variant(n, width, depth)) is not None}
+    with nnx_compat.warnings_policy("ignore"):
+        for run in runs.values():  # compile and warm up
+            for _ in range(3):
+                run(x).block_until_ready()
+        times: dict[str, list[float]] = {n: [] for n in runs}
+        order = list(runs)
+        for _ in range(rounds):
+            random.shuffle(order)
+            for n in order:
+                run = runs[n]
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    loss = run(x)
+                loss.block_until_ready()
+                times[n].append((time.perf_counter() - t0) / steps)
+    print(
+        f"\n{label}: width {width}, depth {depth}, batch {batch}; {rounds} rounds x {steps} steps"
+    )
+    for n in runs:
+        med = statistics.median(times[n])
+        # each round's ratio to native from the same round: drift in the machine cancels out
+        ratios = [t / b for t, b in zip(times[n], times["native"], strict=True)]
+        print(
+            f"  {n:12} {med * 1e6:10.1f} us/step   ratio to native {statistics.median(ratios):.3f}"
+            f" (rounds: {min(ratios):.3f}-{max(ratios):.3f})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke run")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    scale = 5 if args.quick else 1
+    print(f"flax {flax.__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
+    bench("dispatch-bound", width=32, depth=2, batch=8, steps=200 // scale, rounds=args.rounds)
+    bench(
+        "compute-bound", width=1024, depth=4, batch=512, steps=20 // scale or 1, rounds=args.rounds
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Hypothesis strategies and helpers shared by the equivalence tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import flax.nnx as upstream
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from hypothesis import strategies as st
+
+from nnx_compat import _versions
+
+# flax 0.11.0 changed update(grads) to update(model, grads); the native form follows it.
+NATIVE_UPDATE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
+
+
+class LoRAParam(upstream.Param):  # type: ignore[misc]
+    """A custom parameter type, as LoRA adapters use."""
+
+
+class CallCount(upstream.Variable):  # type: ignore[misc]
+    """A custom non-parameter variable that the forward pass mutates."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    din: int
+    widths: tuple[int, ...]
+    dout: int
+    batchnorm: bool
+    dropout: float
+    lora_rank: int  # 0: no adapters
+    seed: int
+
+
+class MLP(upstream.Module):  # type: ignore[misc]
+    def __init__(self, spec: ModelSpec, rngs: Any) -> None:
+        dims = (spec.din, *spec.widths, spec.dout)
+        self.depth = len(dims) - 1
+        self.spec = spec
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
+            setattr(self, f"linear{i}", upstream.Linear(a, b, rngs=rngs))
+            if i < self.depth - 1:
+                if spec.batchnorm:
+                    setattr(self, f"bn{i}", upstream.BatchNorm(b, rngs=rngs))
+                if spec.dropout:
+                    setattr(self, f"dropout{i}", upstream.Dropout(spec.dropout, rngs=rngs))
+        if spec.lora_rank:
+            key = jax.random.key(spec.seed + 1)
+            self.lora_a = LoRAParam(jax.random.normal(key, (dims[0], spec.lora_rank)) * 0.1)
+            self.lora_b = LoRAParam(jnp.full((spec.lora_rank, dims[1]), 0.01, jnp.float32))
+        self.calls = CallCount(jnp.zeros((), jnp.int32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self.calls[...] = self.calls[...] + 1
+        h = x
+        for i in range(self.depth):
+            out = getattr(self, f"linear{i}")(h)
+            if i == 0 and self.spec.lora_rank:
+                out = out + h @ self.lora_a[...] @ self.lora_b[...]
+            h = out
+            if i < self.depth - 1:
+                if self.spec.batchnorm:
+                    h = getattr(self, f"bn{i}")(h)
+                if self.spec.dropout:
+                    h = getattr(self, f"dropout{i}")(h)
+                h = jax.nn.relu(h)
+        return h
+
+    @staticmethod
+    def build(spec: ModelSpec) -> MLP:
+        return MLP(spec, upstream.Rngs(params=spec.seed, dropout=spec.seed + 7))
+
+
+@st.composite
+def model_specs(draw: st.DrawFn) -> ModelSpec:
+    depth = draw(st.integers(1, 3))
+    return ModelSpec(
+        din=draw(st.integers(1, 6)),
+        widths=tuple(draw(st.integers(1, 8)) for _ in range(depth - 1)),
+        dout=draw(st.integers(1, 4)),
+        batchnorm=draw(st.booleans()),
+        dropout=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        lora_rank=draw(st.sampled_from([0, 2])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def _schedule() -> optax.Schedule:
+    return optax.warmup_cosine_decay_schedule(0.0, 1e-2, warmup_steps=2, decay_steps=10)
+
+
+#: name -> factory; factories so that every run gets a fresh transformation.
+TRANSFORMS: dict[str, Any] = {
+    "sgd": lambda: optax.sgd(0.05),
+    "momentum": lambda: optax.sgd(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optax.adam(1e-2),
+    "adamw": lambda: optax.adamw(1e-2, weight_decay=1e-3),
+    "lion": lambda: optax.lion(1e-3),
+    "chain": lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(_schedule())),
+    "multisteps": lambda: optax.MultiSteps(optax.adam(1e-2), every_k_schedule=2),
+}
+
+#: name -> (filter, whether it needs LoRA adapters)
+WRT: dict[str, tuple[Any, bool]] = {
+    "Param": (upstream.Param, False),
+    "LoRAParam": (LoRAParam, True),
+    "Param-not-LoRA": (upstream.All(upstream.Param, upstream.Not(LoRAParam)), True),
+}
+
+
+def flat_arrays(tree: Any) -> dict[str, np.ndarray]:
+    """``path -> numpy array`` for every array leaf (PRNG keys as their raw key data)."""
+    leaf_types = _versions.variable_leaf_types()
+
+    def is_leaf(x: Any) -> bool:
+        return isinstance(x, leaf_types)
+
+    out: dict[str, np.ndarray] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+        value = leaf
+        if is_leaf(leaf):
+            value = leaf.value if not hasattr(leaf, "get_value") else leaf.get_value()
+        parts = []
+        for entry in path:
+            for field in ("key", "idx", "name"):
+                if hasattr(entry, field):
+                    parts.append(str(getattr(entry, field)))
+                    break
+        if parts and parts[-1] in ("value", "raw_value"):
+            parts.pop()
+        if hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value = jax.random.key_data(value)
+        out["/".join(parts)] = np.asarray(value)
+    return out
+
+
+def assert_bitwise_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert sorted(a) == sorted(b)
+    for path in a:
+        x, y = a[path], b[path]
+        assert x.dtype == y.dtype and x.shape == y.shape, path
+        assert np.array_equal(x, y, equal_nan=True), (path, x, y)
