@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, overload
 import jax
 from typing_extensions import deprecated
 
-from nnx_compat import _versions, _warnings
+from nnx_compat import _paths, _versions, _warnings
 
 __all__ = ["ModelAndOptimizer", "Optimizer"]
 
@@ -45,24 +45,8 @@ class _Missing:
 _MISSING: Final[Any] = _Missing()
 
 
-def _is_variable(x: Any) -> bool:
-    return isinstance(x, _versions.variable_leaf_types())
-
-
 def _flat_paths(tree: Any) -> set[str]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_variable)[0]
-    paths = set()
-    for path, _ in leaves:
-        parts = []
-        for entry in path:
-            for field in ("key", "idx", "name"):
-                if hasattr(entry, field):
-                    parts.append(str(getattr(entry, field)))
-                    break
-        if parts and parts[-1] in ("value", "raw_value"):  # a VariableState's own field
-            parts.pop()
-        paths.add("/".join(parts))
-    return paths
+    return set(_paths.flatten(tree))
 
 
 def _check_model(model: Any, graph: Any) -> None:

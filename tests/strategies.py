@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from hypothesis import strategies as st
 
-from nnx_compat import _versions
+from nnx_compat import _paths, _versions
 
 # flax 0.11.0 changed update(grads) to update(model, grads); the native form follows it.
 NATIVE_UPDATE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
@@ -116,27 +116,14 @@ WRT: dict[str, tuple[Any, bool]] = {
 
 def flat_arrays(tree: Any) -> dict[str, np.ndarray]:
     """``path -> numpy array`` for every array leaf (PRNG keys as their raw key data)."""
-    leaf_types = _versions.variable_leaf_types()
-
-    def is_leaf(x: Any) -> bool:
-        return isinstance(x, leaf_types)
-
     out: dict[str, np.ndarray] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+    for path, leaf in _paths.flatten(tree).items():
         value = leaf
-        if is_leaf(leaf):
-            value = leaf.value if not hasattr(leaf, "get_value") else leaf.get_value()
-        parts = []
-        for entry in path:
-            for field in ("key", "idx", "name"):
-                if hasattr(entry, field):
-                    parts.append(str(getattr(entry, field)))
-                    break
-        if parts and parts[-1] in ("value", "raw_value"):
-            parts.pop()
+        if isinstance(leaf, _versions.variable_leaf_types()):
+            value = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
         if hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
             value = jax.random.key_data(value)
-        out["/".join(parts)] = np.asarray(value)
+        out[path] = np.asarray(value)
     return out
 
 
