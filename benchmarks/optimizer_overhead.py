@@ -17,7 +17,6 @@ Usage: ``python benchmarks/optimizer_overhead.py`` (``--rounds``, ``--quick``).
 from __future__ import annotations
 
 import argparse
-import inspect
 import itertools
 import random
 import statistics
@@ -32,9 +31,10 @@ import jax
 import optax
 
 import nnx_compat
-from nnx_compat import nnx
+from nnx_compat import _versions, nnx
 
-NATIVE_TAKES_MODEL = "model" in inspect.signature(upstream.Optimizer.update).parameters
+# flax 0.11.0: the native form is update(model, grads)
+NATIVE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
 
 
 class MLP(upstream.Module):  # type: ignore[misc]
