@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import nnx_compat
 from nnx_compat import _versions, nnx
+from tests.markers import line_of
 from tests.strategies import (
     MLP,
     NATIVE_UPDATE_TAKES_MODEL,
@@ -170,10 +171,7 @@ def test_upstream_rejects_the_other_form() -> None:
 
 
 def _line(marker: str) -> int:
-    for number, line in enumerate(Path(__file__).read_text().splitlines(), 1):
-        if line.rstrip().endswith(f"# {marker}"):
-            return number
-    raise AssertionError(marker)
+    return line_of(__file__, marker)
 
 
 def test_each_legacy_form_warns_at_the_user_line() -> None:

@@ -17,6 +17,7 @@ import pytest
 import nnx_compat
 from nnx_compat import _warnings
 from nnx_compat._warnings import NNXCompatDeprecationWarning, warn_legacy
+from tests.markers import line_of
 
 PID = "optimizer-update-grads"
 PACKAGE_DIR = Path(nnx_compat.__file__).parent
@@ -42,10 +43,7 @@ deep = _internal_helper()
 
 
 def _line_of(marker: str) -> int:
-    for number, line in enumerate(Path(__file__).read_text().splitlines(), 1):
-        if line.rstrip().endswith(f"# {marker}"):
-            return number
-    raise AssertionError(marker)
+    return line_of(__file__, marker)
 
 
 def test_warning_points_at_the_user_line_past_nnx_compat() -> None:
