@@ -65,7 +65,7 @@ def make_variant(name: str, width: int, depth: int) -> Callable[[jax.Array], jax
         elif name == "native":
             optimizer = upstream.Optimizer(model, tx, wrt=upstream.Param)
         elif name == "native-mao":
-            if not hasattr(upstream, "ModelAndOptimizer"):
+            if not _versions.feature("HAS_MODEL_AND_OPTIMIZER"):
                 return None
             optimizer = upstream.ModelAndOptimizer(model, tx, wrt=upstream.Param)
         else:

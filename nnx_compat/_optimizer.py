@@ -26,7 +26,10 @@ __all__ = ["ModelAndOptimizer", "Optimizer"]
 
 _nnx: Any = _versions.import_nnx()
 _Native: Any = _nnx.Optimizer
-_NativeModelAndOptimizer: Any = getattr(_nnx, "ModelAndOptimizer", None)
+# flax 0.11.0 added ModelAndOptimizer; ours also subclasses it where it exists.
+_NativeModelAndOptimizer: Any = (
+    _nnx.ModelAndOptimizer if _versions.feature("HAS_MODEL_AND_OPTIMIZER") else None
+)
 
 # flax 0.11.0: update(model, grads) and keyword-only wrt; 0.10 holds the model itself.
 _UPDATE_TAKES_MODEL: Final = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
@@ -43,10 +46,6 @@ class _Missing:
 
 
 _MISSING: Final[Any] = _Missing()
-
-
-def _flat_paths(tree: Any) -> set[str]:
-    return set(_paths.flatten(tree))
 
 
 def _check_model(model: Any, graph: Any) -> None:
@@ -89,7 +88,7 @@ def _check_wrt(model: Any, wrt: Any, graph: Any) -> None:
 
 def _graph_mode(optimizer: Any) -> bool:
     graph = vars(optimizer).get("graph")
-    if graph is None and hasattr(_nnx, "set_graph_mode"):
+    if graph is None and _versions.feature("GRAPH_MODE_CONTEXT"):
         graph = _nnx.set_graph_mode.current_value()
     return graph is not False
 
@@ -278,8 +277,8 @@ class Optimizer(_Native):  # type: ignore[misc]
 
     def _nnx_compat_grads_mismatch(self, model: Any, grads: Any) -> str:
         try:
-            wanted = _flat_paths(_nnx.state(model, vars(self)["wrt"]))
-            given = _flat_paths(grads)
+            wanted = set(_paths.flatten(_nnx.state(model, vars(self)["wrt"])))
+            given = set(_paths.flatten(grads))
         except Exception:  # the diagnosis must never hide the original error
             return ""
         missing, extra = sorted(wanted - given), sorted(given - wanted)

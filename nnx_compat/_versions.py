@@ -372,6 +372,12 @@ def eager_sharding(nnx: Any) -> bool:
 
 
 @_probe
+def graph_mode_context(nnx: Any) -> bool:
+    """``nnx.set_graph_mode`` sets graph or tree mode for a block (flax 0.12.6)."""
+    return hasattr(nnx, "set_graph_mode")
+
+
+@_probe
 def transforms_graph_arg(nnx: Any) -> bool:
     """Transforms take ``graph=`` for tree mode (flax 0.12.6)."""
     return "graph" in inspect.signature(nnx.jit).parameters

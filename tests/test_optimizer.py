@@ -54,61 +54,44 @@ def _grads(model: Any, wrt: Any, x: jax.Array, y: jax.Array) -> tuple[Any, Any]:
 
 
 # --- the three ways of writing one training step ----------------------------------------
+#: "legacy": the flax 0.10 form through the shim (Optimizer(model, tx[, wrt]), update(grads));
+#: "new": the 0.11 form through the shim (wrt=..., update(model, grads));
+#: "native": the installed flax's own form, on flax.nnx itself.
 
 
-def legacy_run(spec: ModelSpec, tx: Any, wrt_name: str, steps: int) -> tuple[Any, Any, list[Any]]:
-    """The flax 0.10 form through the shim: Optimizer(model, tx[, wrt]) and update(grads)."""
+def make_optimizer(form: str, model: Any, tx: Any, wrt: Any = upstream.Param) -> Any:
+    with nnx_compat.warnings_policy("ignore"):
+        if form == "legacy":
+            return (
+                nnx.Optimizer(model, tx) if wrt is upstream.Param else nnx.Optimizer(model, tx, wrt)
+            )
+        if form == "new":
+            return nnx.Optimizer(model, tx, wrt=wrt)
+        return upstream.Optimizer(model, tx, wrt=wrt)
+
+
+def apply_update(form: str, optimizer: Any, model: Any, grads: Any, **kwargs: Any) -> Any:
+    if form == "legacy" or (form == "native" and not NATIVE_UPDATE_TAKES_MODEL):
+        return optimizer.update(grads, **kwargs)
+    return optimizer.update(model, grads, **kwargs)
+
+
+def run(
+    form: str, spec: ModelSpec, tx: Any, wrt_name: str, steps: int
+) -> tuple[Any, Any, list[Any]]:
+    """Trains ``steps`` steps under ``nnx.jit``, written in one of the three forms."""
     wrt = WRT[wrt_name][0]
     model = MLP.build(spec)
-    with nnx_compat.warnings_policy("ignore"):
-        if wrt_name == "Param":
-            optimizer = nnx.Optimizer(model, tx)
-        else:
-            optimizer = nnx.Optimizer(model, tx, wrt)
+    optimizer = make_optimizer(form, model, tx, wrt)
 
     @nnx.jit
     def step(model: Any, optimizer: Any, x: jax.Array, y: jax.Array) -> jax.Array:
         (loss, _), grads = _grads(model, wrt, x, y)
-        optimizer.update(grads)
+        apply_update(form, optimizer, model, grads)
         return loss
 
     with nnx_compat.warnings_policy("ignore"):
         losses = [step(model, optimizer, *_batch(spec, i)) for i in range(steps)]
-    return model, optimizer, losses
-
-
-def new_run(spec: ModelSpec, tx: Any, wrt_name: str, steps: int) -> tuple[Any, Any, list[Any]]:
-    """The 0.11 form through the shim: Optimizer(model, tx, wrt=...) and update(model, grads)."""
-    wrt = WRT[wrt_name][0]
-    model = MLP.build(spec)
-    optimizer = nnx.Optimizer(model, tx, wrt=wrt)
-
-    @nnx.jit
-    def step(model: Any, optimizer: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-        (loss, _), grads = _grads(model, wrt, x, y)
-        optimizer.update(model, grads)
-        return loss
-
-    losses = [step(model, optimizer, *_batch(spec, i)) for i in range(steps)]
-    return model, optimizer, losses
-
-
-def native_run(spec: ModelSpec, tx: Any, wrt_name: str, steps: int) -> tuple[Any, Any, list[Any]]:
-    """The installed flax's own form, on flax.nnx itself."""
-    wrt = WRT[wrt_name][0]
-    model = MLP.build(spec)
-    optimizer = upstream.Optimizer(model, tx, wrt=wrt)
-
-    @upstream.jit
-    def step(model: Any, optimizer: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-        (loss, _), grads = _grads(model, wrt, x, y)
-        if NATIVE_UPDATE_TAKES_MODEL:
-            optimizer.update(model, grads)
-        else:
-            optimizer.update(grads)
-        return loss
-
-    losses = [step(model, optimizer, *_batch(spec, i)) for i in range(steps)]
     return model, optimizer, losses
 
 
@@ -138,9 +121,9 @@ def test_legacy_and_new_forms_equal_native_bit_for_bit(
 ) -> None:
     if WRT[wrt_name][1] and not spec.lora_rank:
         spec = ModelSpec(**{**spec.__dict__, "lora_rank": 2})
-    native = native_run(spec, TRANSFORMS[tx_name](), wrt_name, steps)
-    _compare(legacy_run(spec, TRANSFORMS[tx_name](), wrt_name, steps), native)
-    _compare(new_run(spec, TRANSFORMS[tx_name](), wrt_name, steps), native)
+    native = run("native", spec, TRANSFORMS[tx_name](), wrt_name, steps)
+    _compare(run("legacy", spec, TRANSFORMS[tx_name](), wrt_name, steps), native)
+    _compare(run("new", spec, TRANSFORMS[tx_name](), wrt_name, steps), native)
 
 
 # --- reproductions: what upstream does with the other generation's form ------------------
@@ -238,16 +221,13 @@ def test_typing_deprecated_marks_the_legacy_overloads() -> None:
 def test_update_keyword_forms(call: str) -> None:
     spec, (x, y) = SPEC, _batch(SPEC)
     reference = MLP.build(spec)
-    native = upstream.Optimizer(reference, optax.adam(1e-2), wrt=upstream.Param)
+    native = make_optimizer("native", reference, optax.adam(1e-2))
     (_, _), native_grads = _grads(reference, upstream.Param, x, y)
-    native_result = native.update(
-        *((reference, native_grads) if NATIVE_UPDATE_TAKES_MODEL else (native_grads,))
-    )
+    native_result = apply_update("native", native, reference, native_grads)
     model = MLP.build(spec)
+    form = "legacy" if call == "legacy-keyword" else "new"
+    optimizer = make_optimizer(form, model, optax.adam(1e-2))
     with nnx_compat.warnings_policy("ignore"):
-        optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
-        if call == "legacy-keyword":
-            optimizer = nnx.Optimizer(model, optax.adam(1e-2))
         (_, _), grads = _grads(model, nnx.Param, x, y)
         result = {
             "positional": lambda: optimizer.update(model, grads),
@@ -262,14 +242,27 @@ def test_update_keyword_forms(call: str) -> None:
     assert_bitwise_equal(_opt_arrays(optimizer), _opt_arrays(native))
 
 
-def test_extra_arguments_reach_the_transformation() -> None:
-    model = MLP.build(SPEC)
-    x, y = _batch(SPEC)
-    tx = optax.contrib.reduce_on_plateau() if hasattr(optax, "contrib") else None
-    tx = optax.chain(optax.sgd(0.1), tx)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    (loss, _), grads = _grads(model, nnx.Param, x, y)
-    optimizer.update(model, grads, value=loss)
+@pytest.mark.parametrize("form", ["legacy", "new"])
+def test_extra_arguments_reach_the_transformation(form: str) -> None:
+    """``update(..., value=loss)`` feeds optax's extra arguments as natively."""
+    spec, (x, y) = SPEC, _batch(SPEC)
+
+    def program(form: str) -> dict[str, np.ndarray]:
+        model = MLP.build(spec)
+        tx = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau(patience=0, factor=0.5))
+        optimizer = make_optimizer(form, model, tx)
+        with nnx_compat.warnings_policy("ignore"):
+            for scale in (1.0, 2.0, 4.0):  # a rising loss: the plateau rule halves the step
+                (loss, _), grads = _grads(model, upstream.Param, x, y)
+                apply_update(form, optimizer, model, grads, value=loss * scale)
+        return {**flat_arrays(upstream.state(model)), **_opt_arrays(optimizer)}
+
+    shim, native = program(form), program("native")
+    assert_bitwise_equal(shim, native)
+    (plateau_scale,) = [
+        v for k, v in shim.items() if k.startswith("opt_state/") and k.endswith("/scale")
+    ]
+    assert float(plateau_scale) < 1.0, "value= did not reach reduce_on_plateau"
 
 
 # --- transforms --------------------------------------------------------------------------
@@ -279,29 +272,15 @@ def test_extra_arguments_reach_the_transformation() -> None:
 def test_fori_loop_scan_and_cond(form: str) -> None:
     spec, (x, y) = SPEC, _batch(SPEC)
 
-    def build(ns: Any, native: bool) -> tuple[Any, Any]:
+    def program(form: str) -> dict[str, np.ndarray]:
+        ns = upstream if form == "native" else nnx
         model = MLP.build(spec)
-        with nnx_compat.warnings_policy("ignore"):
-            if ns is nnx and form == "legacy":
-                return model, nnx.Optimizer(model, optax.adam(1e-2))
-            return model, ns.Optimizer(model, optax.adam(1e-2), wrt=upstream.Param)
-
-    def update(optimizer: Any, model: Any, grads: Any, native: bool) -> None:
-        if native:
-            args = (model, grads) if NATIVE_UPDATE_TAKES_MODEL else (grads,)
-            optimizer.update(*args)
-        elif form == "legacy":
-            optimizer.update(grads)
-        else:
-            optimizer.update(model, grads)
-
-    def program(ns: Any, native: bool) -> dict[str, np.ndarray]:
-        model, optimizer = build(ns, native)
+        optimizer = make_optimizer(form, model, optax.adam(1e-2))
 
         def body(i: Any, carry: Any) -> Any:
             model, optimizer = carry
             (_, _), grads = _grads(model, upstream.Param, x, y)
-            update(optimizer, model, grads, native)
+            apply_update(form, optimizer, model, grads)
             return model, optimizer
 
         @ns.jit
@@ -312,14 +291,14 @@ def test_fori_loop_scan_and_cond(form: str) -> None:
             def scan_step(carry: Any, xs: Any) -> Any:
                 model, optimizer = carry
                 (loss, _), grads = _grads(model, upstream.Param, xs, y)
-                update(optimizer, model, grads, native)
+                apply_update(form, optimizer, model, grads)
                 return (model, optimizer), loss
 
             scan_step((model, optimizer), jnp.stack([x, x * 2]))
 
             def true_fn(model: Any, optimizer: Any) -> None:
                 (_, _), grads = _grads(model, upstream.Param, x, y)
-                update(optimizer, model, grads, native)
+                apply_update(form, optimizer, model, grads)
 
             ns.cond(jnp.sum(x) > -1e9, true_fn, lambda m, o: None, model, optimizer)
 
@@ -327,34 +306,23 @@ def test_fori_loop_scan_and_cond(form: str) -> None:
             train(model, optimizer)
         return {**flat_arrays(upstream.state(model)), **_opt_arrays(optimizer)}
 
-    assert_bitwise_equal(program(nnx, native=False), program(upstream, native=True))
+    assert_bitwise_equal(program(form), program("native"))
 
 
 @pytest.mark.parametrize("form", ["legacy", "new"])
 def test_jax_jit_with_split_and_merge(form: str) -> None:
     spec, (x, y) = SPEC, _batch(SPEC)
 
-    def program(native: bool) -> dict[str, np.ndarray]:
+    def program(form: str) -> dict[str, np.ndarray]:
         model = MLP.build(spec)
-        with nnx_compat.warnings_policy("ignore"):
-            if native:
-                optimizer = upstream.Optimizer(model, optax.adam(1e-2), wrt=upstream.Param)
-            elif form == "legacy":
-                optimizer = nnx.Optimizer(model, optax.adam(1e-2))
-            else:
-                optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+        optimizer = make_optimizer(form, model, optax.adam(1e-2))
         graphdef, state = upstream.split((model, optimizer))
 
         @jax.jit
         def step(state: Any) -> Any:
             model, optimizer = upstream.merge(graphdef, state)
             (_, _), grads = _grads(model, upstream.Param, x, y)
-            if native:
-                optimizer.update(*((model, grads) if NATIVE_UPDATE_TAKES_MODEL else (grads,)))
-            elif form == "legacy":
-                optimizer.update(grads)
-            else:
-                optimizer.update(model, grads)
+            apply_update(form, optimizer, model, grads)
             return upstream.state((model, optimizer))
 
         with nnx_compat.warnings_policy("ignore"):
@@ -363,7 +331,7 @@ def test_jax_jit_with_split_and_merge(form: str) -> None:
         upstream.update((model, optimizer), state)
         return {**flat_arrays(upstream.state(model)), **_opt_arrays(optimizer)}
 
-    assert_bitwise_equal(program(native=False), program(native=True))
+    assert_bitwise_equal(program(form), program("native"))
 
 
 def _plain_mlp(spec: ModelSpec) -> Any:
@@ -478,8 +446,7 @@ def test_checkpoint_restores_into_native_without_nnx_compat(form: str, tmp_path:
     import orbax.checkpoint as ocp
 
     spec = SPEC
-    run = legacy_run if form == "legacy" else new_run
-    _, optimizer, _ = run(spec, optax.adam(1e-2), "Param", 2)
+    _, optimizer, _ = run(form, spec, optax.adam(1e-2), "Param", 2)
     path = tmp_path / "ckpt"
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, upstream.state(optimizer))
@@ -575,29 +542,21 @@ def _strip_locations(text: str) -> str:
 def test_legacy_step_lowers_to_the_native_hlo() -> None:
     spec, (x, y) = SPEC, _batch(SPEC)
 
-    def lowered(native: bool) -> str:
+    def lowered(form: str) -> str:
         model = MLP.build(spec)
-        with nnx_compat.warnings_policy("ignore"):
-            optimizer = (
-                upstream.Optimizer(model, optax.adamw(1e-3), wrt=upstream.Param)
-                if native
-                else nnx.Optimizer(model, optax.adamw(1e-3))
-            )
+        optimizer = make_optimizer(form, model, optax.adamw(1e-3))
         graphdef, state = upstream.split((model, optimizer))
 
         def step(state: Any, x: jax.Array, y: jax.Array) -> Any:
             model, optimizer = upstream.merge(graphdef, state)
             (loss, _), grads = _grads(model, upstream.Param, x, y)
-            if native and NATIVE_UPDATE_TAKES_MODEL:
-                optimizer.update(model, grads)
-            else:
-                optimizer.update(grads)
+            apply_update(form, optimizer, model, grads)
             return loss, upstream.state((model, optimizer))
 
         with nnx_compat.warnings_policy("ignore"):
             return _strip_locations(jax.jit(step).lower(state, x, y).as_text())
 
-    shim, native = lowered(native=False), lowered(native=True)
+    shim, native = lowered("legacy"), lowered("native")
     assert "stablehlo" in shim or "mhlo" in shim
     assert shim == native
 
@@ -632,28 +591,15 @@ def test_sharded_training_keeps_shardings_and_values(form: str) -> None:
         params = upstream.state(model, upstream.Param)
         upstream.update(model, jax.tree_util.tree_map_with_path(place, params))
 
-    def program(native: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def program(form: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         model = MLP.build(spec)
         shard(model)
-        with nnx_compat.warnings_policy("ignore"):
-            if native:
-                optimizer = upstream.Optimizer(model, optax.adam(1e-2), wrt=upstream.Param)
-            elif form == "legacy":
-                optimizer = nnx.Optimizer(model, optax.adam(1e-2))
-            else:
-                optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+        optimizer = make_optimizer(form, model, optax.adam(1e-2))
 
-        ns = upstream if native else nnx
-
-        @ns.jit
+        @nnx.jit
         def step(model: Any, optimizer: Any) -> None:
             (_, _), grads = _grads(model, upstream.Param, x, y)
-            if native:
-                optimizer.update(*((model, grads) if NATIVE_UPDATE_TAKES_MODEL else (grads,)))
-            elif form == "legacy":
-                optimizer.update(grads)
-            else:
-                optimizer.update(model, grads)
+            apply_update(form, optimizer, model, grads)
 
         with nnx_compat.warnings_policy("ignore"):
             for _ in range(3):
@@ -663,8 +609,8 @@ def test_sharded_training_keeps_shardings_and_values(form: str) -> None:
         shardings = {jax.tree_util.keystr(p): leaf.sharding for p, leaf in leaves}
         return flat_arrays(params), shardings
 
-    shim_values, shim_shardings = program(native=False)
-    native_values, native_shardings = program(native=True)
+    shim_values, shim_shardings = program(form)
+    native_values, native_shardings = program("native")
     assert_bitwise_equal(shim_values, native_values)
     assert shim_shardings == native_shardings
     assert any(

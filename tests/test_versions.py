@@ -196,6 +196,7 @@ _EXPECTED_FEATURES = {
         RNGS_SPLIT=False,
         EAGER_SHARDING=False,
         TRANSFORMS_GRAPH_ARG=False,
+        GRAPH_MODE_CONTEXT=False,
     ),
     "0.11": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -216,6 +217,7 @@ _EXPECTED_FEATURES = {
         RNGS_SPLIT=False,
         EAGER_SHARDING=False,
         TRANSFORMS_GRAPH_ARG=False,
+        GRAPH_MODE_CONTEXT=False,
     ),
     "0.12": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -236,6 +238,7 @@ _EXPECTED_FEATURES = {
         RNGS_SPLIT=True,
         EAGER_SHARDING=True,
         TRANSFORMS_GRAPH_ARG=True,
+        GRAPH_MODE_CONTEXT=True,
     ),
 }
 _PINNED = {"0.10.7", "0.11.2", "0.12.8"}
