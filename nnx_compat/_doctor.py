@@ -2,8 +2,10 @@
 
 Each self-check runs a program from the migration guide through ``nnx_compat.nnx`` under
 ``nnx.jit`` and compares it, bit for bit, with the same program written in the form that the
-installed flax supports natively, run on ``flax.nnx`` itself. A check that cannot run says why;
-it never reports a pass it did not observe.
+installed flax supports natively, run with ``flax.nnx`` itself. Where the layers of the
+installed flax behave differently from 0.11's (flax 0.10 shares RNG streams), both sides build
+the model with nnx_compat's layers, so that the check compares what it names. A check that
+cannot run says why; it never reports a pass it did not observe.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Literal
 
 from nnx_compat import _patterns, _versions, _warnings
 
-__all__ = ["Check", "run_checks", "seed_optimizer_program"]
+__all__ = ["Check", "arrays", "run_checks", "same", "seed_optimizer_program"]
 
 Form = Literal["0.10", "0.11"]
 
@@ -41,7 +43,9 @@ class Check:
     detail: str
 
 
-def seed_optimizer_program(nnx: Any, form: Form, steps: int = 3) -> tuple[list[Any], Any]:
+def seed_optimizer_program(
+    nnx: Any, form: Form, steps: int = 3, *, layers: Any = None
+) -> dict[str, Any]:
     """The optimizer example of the 0.10 -> 0.11 migration guide, in one of its two forms.
 
     Args:
@@ -49,27 +53,33 @@ def seed_optimizer_program(nnx: Any, form: Form, steps: int = 3) -> tuple[list[A
         form: ``"0.10"`` (``Optimizer(model, tx)``, ``update(grads)``) or ``"0.11"``
             (``wrt=nnx.Param``, ``update(model, grads)``).
         steps: Training steps under ``nnx.jit``.
+        layers: The namespace whose layers build the model (default: ``nnx``). The layers
+            differ between flax 0.10 and 0.11 (forked RNG streams): to compare optimizers
+            alone, build both models with the same layers.
 
     Returns:
-        The losses, and the model's final state as a flat list of numpy arrays.
+        ``path -> numpy array``: the losses (``loss/<i>``), the model's whole state
+        (``model/...``, RNG keys as their uint32 key data) and the optimizer's own state
+        (``opt_state/...``, ``step``).
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
-    class Model(nnx.Module):  # type: ignore[misc,name-defined]
+    build = nnx if layers is None else layers
+
+    class Model(build.Module):  # type: ignore[misc,name-defined]
         def __init__(self, din: int, dmid: int, dout: int, rngs: Any) -> None:
-            self.linear = nnx.Linear(din, dmid, rngs=rngs)
-            self.bn = nnx.BatchNorm(dmid, rngs=rngs)
-            self.dropout = nnx.Dropout(0.2, rngs=rngs)
-            self.linear_out = nnx.Linear(dmid, dout, rngs=rngs)
+            self.linear = build.Linear(din, dmid, rngs=rngs)
+            self.bn = build.BatchNorm(dmid, rngs=rngs)
+            self.dropout = build.Dropout(0.2, rngs=rngs)
+            self.linear_out = build.Linear(dmid, dout, rngs=rngs)
 
         def __call__(self, x: Any) -> Any:
-            x = nnx.relu(self.dropout(self.bn(self.linear(x))))
+            x = build.relu(self.dropout(self.bn(self.linear(x))))
             return self.linear_out(x)
 
-    model = Model(2, 64, 3, rngs=nnx.Rngs(0))
+    model = Model(2, 64, 3, rngs=build.Rngs(0))
     if form == "0.10":
         optimizer = nnx.Optimizer(model, optax.adam(1e-3))
 
@@ -98,21 +108,38 @@ def seed_optimizer_program(nnx: Any, form: Form, steps: int = 3) -> tuple[list[A
     key_x, key_y = jax.random.split(jax.random.key(42))
     x = jax.random.normal(key_x, (8, 2), jnp.float32)
     y = jax.random.normal(key_y, (8, 3), jnp.float32)
-    losses = [np.asarray(step(model, optimizer, x, y)) for _ in range(steps)]
-    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
-    return losses, leaves
+    results = {f"loss/{i}": step(model, optimizer, x, y) for i in range(steps)}
+    results.update(arrays("model", nnx.state(model)))
+    own = arrays("", nnx.state(optimizer))
+    results.update({k: v for k, v in own.items() if k.startswith(("opt_state/", "step"))})
+    return results
 
 
-def _same(a: tuple[list[Any], Any], b: tuple[list[Any], Any]) -> bool:
+def arrays(prefix: str, tree: Any) -> dict[str, Any]:
+    """``prefix/path -> numpy array`` for a state; RNG keys become their uint32 key data."""
+    import jax
     import numpy as np
 
-    return (
-        len(a[0]) == len(b[0])
-        and len(a[1]) == len(b[1])
-        and all(
-            x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
-            for x, y in zip([*a[0], *a[1]], [*b[0], *b[1]], strict=True)
-        )
+    from nnx_compat import _paths
+
+    out: dict[str, Any] = {}
+    for path, leaf in _paths.flatten(tree).items():
+        (value,) = jax.tree_util.tree_leaves(leaf)
+        if jax.numpy.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value = jax.random.key_data(value)
+        out[f"{prefix}/{path}" if prefix else path] = np.asarray(value)
+    return out
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two results have the same paths, dtypes, shapes and bits."""
+    import numpy as np
+
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype
+        and a[k].shape == b[k].shape
+        and np.array_equal(a[k], b[k], equal_nan=True)
+        for k in a
     )
 
 
@@ -141,8 +168,8 @@ def _check_optimizer_form(form: Form) -> Check:
         else:
             detail = f"failed: {_short(err)}\n{traceback.format_exc(limit=-3)}"
         return Check(name, False, detail)
-    reference = seed_optimizer_program(upstream, native_form)
-    if not _same(shimmed, reference):
+    reference = seed_optimizer_program(upstream, native_form, layers=nnx)
+    if not same(shimmed, reference):
         return Check(
             name,
             False,

@@ -8,9 +8,14 @@ import jax
 
 from nnx_compat import _versions
 
-__all__ = ["flatten"]
+__all__ = ["flatten", "join"]
 
 _FIELDS = ("key", "idx", "name")
+
+
+def join(path: tuple[Any, ...]) -> str:
+    """A graph path (``('layers', 0, 'rngs')``) as ``"layers/0/rngs"``."""
+    return "/".join(str(part) for part in path)
 
 
 def flatten(tree: Any) -> dict[str, Any]:

@@ -123,11 +123,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "layers-share-rngs",
         "rngs",
-        "layer.rngs is the caller's nnx.Rngs",
-        "layer.rngs is a forked nnx.RngStream",
+        "layer.rngs as the nnx.Rngs the layer was built with",
+        "layer.rngs as the layer's own forked nnx.RngStream; draw keys from your own Rngs",
         "0.11.0",
         ("Dropout", "MultiHeadAttention"),
-        "building a layer consumes one count of the parent stream",
+        "building a layer consumes one count of the parent stream, on every flax",
     ),
     _P(
         "rngs-fork-splits",
@@ -152,7 +152,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.fork(rngs, ...) / nnx.ForkStates",
         "nnx.fork_rngs(...)",
         "0.11.0",
-        ("fork",),
+        ("fork", "fork_rngs"),
+    ),
+    _P(
+        "reseed-shared-rngs",
+        "rngs",
+        "nnx.reseed(rngs, ...) on the Rngs the layers were built with",
+        "nnx.reseed(model, ...)",
+        "0.11.0",
+        ("reseed",),
+        "layers hold forked streams, so reseeding the caller's Rngs does not reach them",
     ),
     _P(
         "rngstream-positional-tag",
@@ -291,13 +300,22 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "dropout-missing-stream",
         "layers",
-        "nnx.Dropout(rate, rngs=nnx.Rngs(0)) with no 'dropout' stream, rngs given at call",
-        "nnx.Dropout(rate, rngs=nnx.Rngs(params=..., dropout=...))",
+        "nnx.Dropout(rate, rngs=nnx.Rngs(params=0)): no 'dropout' stream, rngs given at call",
+        "nnx.Dropout(rate, rngs=nnx.Rngs(params=0, dropout=1)), or rngs=None and rngs at call",
         "0.11.0",
-        ("Dropout",),
-        "flax 0.11 fails at construction instead of at call",
+        ("Dropout", "MultiHeadAttention"),
+        "flax 0.11 fails at construction, naming the layer, instead of at call",
     ),
     # ---------------------------------------------------------------- transforms
+    _P(
+        "vmap-splits-rngs",
+        "transforms",
+        "nnx.vmap(f, axis_size=n)(rngs) with an unsplit nnx.Rngs",
+        "@nnx.split_rngs(splits=n) over @nnx.vmap(f, axis_size=n)",
+        "0.9.0",
+        ("vmap",),
+        "the unsplit Rngs arguments that vmap maps on axis 0 are split for the call",
+    ),
     _P(
         "jit-abstracted-axes",
         "transforms",
@@ -320,8 +338,15 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
 #: A name listed here is served by ``nnx_compat.nnx`` (and by ``install()``) instead of the
 #: upstream object; every other name is the upstream object itself.
 SHIMS: Final[Mapping[str, str]] = {
+    "Dropout": "nnx_compat._layers:Dropout",
     "ModelAndOptimizer": "nnx_compat._optimizer:ModelAndOptimizer",
+    "MultiHeadAttention": "nnx_compat._layers:MultiHeadAttention",
     "Optimizer": "nnx_compat._optimizer:Optimizer",
+    "Rngs": "nnx_compat._rngs:Rngs",
+    "fork_rngs": "nnx_compat._rngs:fork_rngs",
+    "reseed": "nnx_compat._rngs:reseed",
+    "split_rngs": "nnx_compat._rngs:split_rngs",
+    "vmap": "nnx_compat._transforms:vmap",
 }
 
 _BY_ID: Final = {p.id: p for p in PATTERNS}

@@ -366,6 +366,18 @@ def rngs_split(nnx: Any) -> bool:
 
 
 @_probe
+def reseed_policy(nnx: Any) -> bool:
+    """``nnx.reseed`` gives each stream its own key and takes ``policy=`` (flax 0.11.0)."""
+    return "policy" in inspect.signature(nnx.reseed).parameters
+
+
+@_probe
+def reseed_graph_arg(nnx: Any) -> bool:
+    """``nnx.reseed`` takes ``graph=`` for tree mode (flax 0.12.6)."""
+    return "graph" in inspect.signature(nnx.reseed).parameters
+
+
+@_probe
 def eager_sharding(nnx: Any) -> bool:
     """Variables are sharded at creation and need a mesh (flax 0.12.0)."""
     return hasattr(nnx, "use_eager_sharding")

@@ -31,11 +31,13 @@ __all__ = [
     "NNXCompatDeprecationWarning",
     "Hit",
     "Policy",
+    "Site",
     "category_for",
     "print_report",
     "report",
     "report_at_exit",
     "reset_report",
+    "user_site",
     "warn_legacy",
     "warnings_policy",
 ]
@@ -302,23 +304,41 @@ if os.environ.get(ENV_REPORT, "").strip().lower() in ("1", "true", "yes", "on"):
 # --------------------------------------------------------------------------- warn
 
 
-def warn_legacy(pattern_id: str, *, detail: str = "") -> None:
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """A line of user code: where a legacy pattern is written."""
+
+    filename: str
+    lineno: int
+    module_globals: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+
+def user_site() -> Site:
+    """The user's line that is running now (see :func:`user_frame`)."""
+    frame = user_frame()
+    if frame is None:  # nothing but internal frames on the stack
+        return Site("<unknown>", 0)
+    return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
+
+
+def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) -> None:
     """Reports that a legacy pattern ran at the user's line.
 
     Args:
         pattern_id: The id of a record in the pattern table.
         detail: Extra text for the message (e.g. the values involved).
+        site: Where the pattern is written, when that is not the running line (a decorator
+            whose legacy use only shows when the decorated function runs).
 
     Raises:
         NNXCompatDeprecationWarning: (a subclass) under the ``error`` policy.
     """
     pattern = _patterns.get(pattern_id)
-    frame = user_frame()
-    if frame is not None:
-        filename, lineno = frame.f_code.co_filename, frame.f_lineno
-        module_globals = frame.f_globals
-    else:  # called with nothing but internal frames on the stack
-        filename, lineno, module_globals = "<unknown>", 0, {}
+    where = site if site is not None else user_site()
+    filename, lineno, module_globals = where.filename, where.lineno, where.module_globals
     key = (pattern_id, filename, lineno)
     policy = current_policy()
     with _lock:

@@ -23,7 +23,8 @@ def test_ids_are_unique_and_kebab_case() -> None:
 def test_record(pattern: Pattern) -> None:
     assert pattern.family in _patterns.FAMILIES
     version = _versions.parse_version(pattern.changed_in)
-    assert version.release >= (0, 11, 0), "every pattern changed after the 0.10 baseline"
+    # 0.10-era guides still show a few forms that flax 0.9 changed (vmap splitting Rngs)
+    assert version.release >= (0, 9, 0), "every pattern changed after the 0.8 NNX guides"
     assert pattern.legacy and pattern.new and pattern.legacy != pattern.new
     message = pattern.message()
     assert pattern.legacy in message
