@@ -44,7 +44,7 @@ class Check:
 
 
 def seed_optimizer_program(
-    nnx: Any, form: Form, steps: int = 3, *, layers: Any = None
+    nnx: Any, form: Form, steps: int = 3, *, layers: Any = None, tx: Any = None
 ) -> dict[str, Any]:
     """The optimizer example of the 0.10 -> 0.11 migration guide, in one of its two forms.
 
@@ -56,6 +56,7 @@ def seed_optimizer_program(
         layers: The namespace whose layers build the model (default: ``nnx``). The layers
             differ between flax 0.10 and 0.11 (forked RNG streams): to compare optimizers
             alone, build both models with the same layers.
+        tx: The optax transformation (default: the guide's ``optax.adam(1e-3)``).
 
     Returns:
         ``path -> numpy array``: the losses (``loss/<i>``), the model's whole state
@@ -64,9 +65,11 @@ def seed_optimizer_program(
     """
     import jax
     import jax.numpy as jnp
+    import numpy as np
     import optax
 
     build = nnx if layers is None else layers
+    tx = optax.adam(1e-3) if tx is None else tx
 
     class Model(build.Module):  # type: ignore[misc,name-defined]
         def __init__(self, din: int, dmid: int, dout: int, rngs: Any) -> None:
@@ -81,7 +84,7 @@ def seed_optimizer_program(
 
     model = Model(2, 64, 3, rngs=build.Rngs(0))
     if form == "0.10":
-        optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+        optimizer = nnx.Optimizer(model, tx)
 
         def train_step(model: Any, optimizer: Any, x: Any, y: Any) -> Any:
             def loss_fn(model: Any) -> Any:
@@ -93,7 +96,7 @@ def seed_optimizer_program(
             return loss
 
     else:
-        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
         def train_step(model: Any, optimizer: Any, x: Any, y: Any) -> Any:
             def loss_fn(model: Any) -> Any:
@@ -108,11 +111,68 @@ def seed_optimizer_program(
     key_x, key_y = jax.random.split(jax.random.key(42))
     x = jax.random.normal(key_x, (8, 2), jnp.float32)
     y = jax.random.normal(key_y, (8, 3), jnp.float32)
-    results = {f"loss/{i}": step(model, optimizer, x, y) for i in range(steps)}
+    results = {f"loss/{i}": np.asarray(step(model, optimizer, x, y)) for i in range(steps)}
     results.update(arrays("model", nnx.state(model)))
     own = arrays("", nnx.state(optimizer))
     results.update({k: v for k, v in own.items() if k.startswith(("opt_state/", "step"))})
     return results
+
+
+ScanForm = Literal["0.10", "0.11", "fork"]
+
+
+def seed_scan_program(
+    nnx: Any,
+    form: ScanForm,
+    *,
+    layers: int = 5,
+    width: int = 3,
+    rate: float = 0.5,
+    seed: int = 0,
+    batch: int = 3,
+    calls: int = 2,
+) -> dict[str, Any]:
+    """The "scan over layers" MLP of the 0.10 -> 0.11 migration guide, in one of its forms.
+
+    Args:
+        nnx: The namespace to run it with (``flax.nnx`` or ``nnx_compat.nnx``).
+        form: ``"0.10"`` (``split_rngs`` over ``scan`` in ``__call__``), ``"0.11"`` (``scan``
+            alone) or ``"fork"`` (no ``split_rngs`` in ``__init__``; the guide's
+            ``MLP(rngs=rngs.fork(splits=n))``).
+        layers, width, rate, seed, batch: The guide's 5, 3, 0.5, 0 and 3 by default.
+        calls: Forward passes under ``nnx.jit`` (each advances the BatchNorm and RNG state).
+
+    Returns:
+        ``path -> numpy array``: the outputs (``y/<i>``) and the model's whole state
+        (``model/...``, RNG keys as their uint32 key data).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def init(self: Any, rngs: Any) -> None:
+        self.linear = nnx.Linear(width, width, rngs=rngs)
+        self.bn = nnx.BatchNorm(width, rngs=rngs)
+        self.dropout = nnx.Dropout(rate, rngs=rngs)
+        self.node = nnx.Param(jnp.ones((2,)))
+
+    def call(self: Any, x: Any) -> Any:
+        return nnx.gelu(self.dropout(self.bn(self.linear(x))))
+
+    vmapped_init = nnx.vmap(in_axes=(0, 0))(init)
+    scanned_call = nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)(call)
+    if form != "fork":
+        vmapped_init = nnx.split_rngs(splits=layers)(vmapped_init)
+    if form == "0.10":
+        scanned_call = nnx.split_rngs(splits=layers)(scanned_call)
+    mlp = type("MLP", (nnx.Module,), {"__init__": vmapped_init, "__call__": scanned_call})
+    rngs = nnx.Rngs(seed)
+    model = mlp(rngs.fork(splits=layers)) if form == "fork" else mlp(rngs)
+    x = jax.random.normal(jax.random.key(seed + 1), (batch, width), jnp.float32)
+    forward = nnx.jit(lambda model, x: model(x))
+    results = {f"y/{i}": forward(model, x) for i in range(calls)}
+    results.update(arrays("model", nnx.state(model)))
+    return {k: np.asarray(v) for k, v in results.items()}
 
 
 def arrays(prefix: str, tree: Any) -> dict[str, Any]:
@@ -180,14 +240,41 @@ def _check_optimizer_form(form: Form) -> Check:
     return Check(
         name,
         True,
-        f"3 steps under nnx.jit {how} ({used}); losses and parameters equal the native "
-        f"{native_form} form bit for bit",
+        f"3 steps under nnx.jit {how} ({used}); losses, model and optimizer state equal the "
+        f"native {native_form} form bit for bit",
+    )
+
+
+def _check_scan_form(form: ScanForm) -> Check:
+    import flax.nnx as upstream
+
+    from nnx_compat import nnx
+
+    name = f"scan-over-layers-seed-{form}-form"
+    forks = _versions.feature("LAYERS_FORK_RNGS")
+    try:
+        with _warnings.warnings_policy("ignore"):
+            shimmed = seed_scan_program(nnx, form)
+            # flax 0.10 cannot run the 0.11 form natively: compare with it through nnx_compat
+            reference = seed_scan_program(upstream if forks else nnx, "0.11")
+    except Exception as err:  # reported in the check, not hidden
+        return Check(name, False, f"failed: {_short(err)}\n{traceback.format_exc(limit=-3)}")
+    against = "the native 0.11 form" if forks else "the 0.11 form through nnx_compat"
+    if not same(shimmed, reference):
+        return Check(name, False, f"ran, but its outputs and state differ from {against}")
+    return Check(
+        name,
+        True,
+        f"2 forward passes under nnx.jit through the shim; outputs, parameters, BatchNorm "
+        f"and RNG state equal {against} bit for bit",
     )
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
     lambda: _check_optimizer_form("0.10"),
     lambda: _check_optimizer_form("0.11"),
+    lambda: _check_scan_form("0.10"),
+    lambda: _check_scan_form("fork"),
 )
 
 

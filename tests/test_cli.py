@@ -31,7 +31,12 @@ def test_doctor_json() -> None:
     assert data["features"] == dict(env.features)
     assert [s["name"] for s in data["shims"]] == list(_patterns.shims())  # type: ignore[index]
     checks = {c["name"]: c for c in data["checks"]}  # type: ignore[attr-defined]
-    assert set(checks) == {"optimizer-seed-0.10-form", "optimizer-seed-0.11-form"}
+    assert set(checks) == {
+        "optimizer-seed-0.10-form",
+        "optimizer-seed-0.11-form",
+        "scan-over-layers-seed-0.10-form",
+        "scan-over-layers-seed-fork-form",
+    }
     for check in checks.values():
         assert set(check) == {"name", "ok", "detail"}
         assert isinstance(check["ok"], bool) and check["detail"]
@@ -44,6 +49,8 @@ def test_doctor_json() -> None:
         # without the shim the other form really fails, and the check says so
         assert not checks[f"optimizer-seed-{other}-form"]["ok"]
         assert checks[f"optimizer-seed-{other}-form"]["detail"].startswith("not yet supported")
+    for form in ("0.10", "fork"):
+        assert checks[f"scan-over-layers-seed-{form}-form"]["ok"], checks
     assert code == (0 if all(c["ok"] for c in checks.values()) else 1)
     assert data["ok"] == (code == 0)
 
