@@ -236,6 +236,7 @@ def remember_parent(rngs: Any) -> None:
     key = id(rngs)
     if key in _parents and _parents[key]() is rngs:
         return
+
     def forget(_: object) -> None:
         _parents.pop(key, None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from typing import Any
 
 import flax.nnx as upstream
@@ -13,7 +14,7 @@ import numpy as np
 import optax
 from hypothesis import strategies as st
 
-from nnx_compat import _paths, _versions
+from nnx_compat import _doctor, _versions
 
 # flax 0.11.0 changed update(grads) to update(model, grads); the native form follows it.
 NATIVE_UPDATE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
@@ -116,15 +117,14 @@ WRT: dict[str, tuple[Any, bool]] = {
 
 def flat_arrays(tree: Any) -> dict[str, np.ndarray]:
     """``path -> numpy array`` for every array leaf (PRNG keys as their raw key data)."""
-    out: dict[str, np.ndarray] = {}
-    for path, leaf in _paths.flatten(tree).items():
-        value = leaf
-        if isinstance(leaf, _versions.variable_leaf_types()):
-            value = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
-        if hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-            value = jax.random.key_data(value)
-        out[path] = np.asarray(value)
-    return out
+    return _doctor.arrays("", tree)
+
+
+def lowered_text(fn: Any, *args: Any) -> str:
+    """The StableHLO ``jax.jit(fn)`` lowers to for ``args``, without source locations."""
+    text = jax.jit(fn).lower(*args).as_text()
+    text = re.sub(r"\s*loc\((?:[^()]|\([^()]*\))*\)", "", text)
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#loc"))
 
 
 def assert_bitwise_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:

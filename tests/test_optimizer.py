@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from tests.strategies import (
     ModelSpec,
     assert_bitwise_equal,
     flat_arrays,
+    lowered_text,
     model_specs,
 )
 
@@ -534,11 +534,6 @@ def test_update_missing_grads() -> None:
 # --- compiled code ------------------------------------------------------------------------
 
 
-def _strip_locations(text: str) -> str:
-    text = re.sub(r"\s*loc\((?:[^()]|\([^()]*\))*\)", "", text)
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#loc"))
-
-
 def test_legacy_step_lowers_to_the_native_hlo() -> None:
     spec, (x, y) = SPEC, _batch(SPEC)
 
@@ -554,7 +549,7 @@ def test_legacy_step_lowers_to_the_native_hlo() -> None:
             return loss, upstream.state((model, optimizer))
 
         with nnx_compat.warnings_policy("ignore"):
-            return _strip_locations(jax.jit(step).lower(state, x, y).as_text())
+            return lowered_text(step, state, x, y)
 
     shim, native = lowered("legacy"), lowered("native")
     assert "stablehlo" in shim or "mhlo" in shim
