@@ -11,16 +11,14 @@ For a dispatch-bound small MLP and a compute-bound larger one, times a jitted tr
 Rounds interleave the variants in a shuffled order; each variant's median per-step time is
 reported with the median over rounds of its ratio to ``native`` in the same round.
 
-Usage: ``python benchmarks/optimizer_overhead.py`` (``--rounds``, ``--quick``).
+Usage: ``python -m benchmarks.optimizer_overhead`` (``--rounds``, ``--quick``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
-import random
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +29,7 @@ import jax
 import optax
 
 import nnx_compat
+from benchmarks._timing import compare
 from nnx_compat import _versions, nnx
 
 # flax 0.11.0: the native form is update(model, grads)
@@ -90,32 +89,13 @@ def bench(label: str, width: int, depth: int, batch: int, steps: int, rounds: in
     x = jax.random.normal(jax.random.key(0), (batch, width))
     names = ["legacy-shim", "new-shim", "native", "native-mao"]
     runs = {n: r for n in names if (r := make_variant(n, width, depth)) is not None}
-    with nnx_compat.warnings_policy("ignore"):
-        for run in runs.values():  # compile and warm up
-            for _ in range(3):
-                run(x).block_until_ready()
-        times: dict[str, list[float]] = {n: [] for n in runs}
-        order = list(runs)
-        for _ in range(rounds):
-            random.shuffle(order)
-            for n in order:
-                run = runs[n]
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    loss = run(x)
-                loss.block_until_ready()
-                times[n].append((time.perf_counter() - t0) / steps)
-    print(
-        f"\n{label}: width {width}, depth {depth}, batch {batch}; {rounds} rounds x {steps} steps"
+    compare(
+        f"{label}: width {width}, depth {depth}, batch {batch}",
+        {n: functools.partial(run, x) for n, run in runs.items()},
+        "native",
+        steps,
+        rounds,
     )
-    for n in runs:
-        med = statistics.median(times[n])
-        # each round's ratio to native from the same round: drift in the machine cancels out
-        ratios = [t / b for t, b in zip(times[n], times["native"], strict=True)]
-        print(
-            f"  {n:12} {med * 1e6:10.1f} us/step   ratio to native {statistics.median(ratios):.3f}"
-            f" (rounds: {min(ratios):.3f}-{max(ratios):.3f})"
-        )
 
 
 def main() -> None:
