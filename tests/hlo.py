@@ -12,5 +12,6 @@ import jax
 def lowered_text(f: Callable[..., Any], *args: Any) -> str:
     """The StableHLO text of ``jax.jit(f)`` for ``args``, with locations removed."""
     text = jax.jit(f).lower(*args).as_text()
+    text = re.sub(r"^module @\S+", "module @f", text)  # named after the function
     text = re.sub(r"\s*loc\((?:[^()]|\([^()]*\))*\)", "", text)
     return "\n".join(line for line in text.splitlines() if not line.startswith("#loc"))
