@@ -48,10 +48,8 @@ class Legacy(nnx.Module):
 
     def __init__(self, rngs: Any) -> None:
         self.layers = [nnx.Linear(3, 4, rngs=rngs), nnx.relu, nnx.Linear(4, 2, rngs=rngs)]  # L-list
-        self.blocks = {
-            "decoder": nnx.Linear(2, 2, rngs=rngs),
-            "scale": nnx.Param(jnp.ones(2)),
-        }  # L-dict
+        blocks = {"decoder": nnx.Linear(2, 2, rngs=rngs), "scale": nnx.Param(jnp.ones(2))}
+        self.blocks = blocks  # L-dict
         self.heads = (nnx.Linear(2, 1, rngs=rngs), nnx.Param(jnp.zeros((1,))))  # L-tuple
         self.norms = []
         self.norms.append(nnx.BatchNorm(2, rngs=rngs))
