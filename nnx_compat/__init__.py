@@ -35,6 +35,8 @@ from nnx_compat._warnings import warnings_policy as warnings_policy
 
 if _typing.TYPE_CHECKING:
     from nnx_compat import nnx as nnx
+    from nnx_compat import tree as tree
+    from nnx_compat._pytree import is_nnx_object as is_nnx_object
 
 __version__ = "0.1.0"
 
@@ -58,20 +60,24 @@ __all__ = [
     "detect",
     "install",
     "installed",
+    "is_nnx_object",
     "nnx",
     "print_report",
     "report",
     "report_at_exit",
     "reset_report",
+    "tree",
     "uninstall",
     "warnings_policy",
 ]
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # ``nnx_compat.nnx`` imports flax, so it is loaded on first use, not with the package.
-    if name == "nnx":
-        import importlib
+    # These import flax, so they are loaded on first use, not with the package.
+    import importlib
 
-        return importlib.import_module("nnx_compat.nnx")
+    if name in ("nnx", "tree"):
+        return importlib.import_module(f"nnx_compat.{name}")
+    if name == "is_nnx_object":
+        return importlib.import_module("nnx_compat._pytree").is_nnx_object
     raise AttributeError(f"module 'nnx_compat' has no attribute {name!r}")

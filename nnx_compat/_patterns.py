@@ -201,9 +201,12 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "tree-map-over-modules",
         "pytree",
         "jax.tree.map(f, [modules]) with modules as leaves",
-        "jax.tree.map(f, [modules], is_leaf=nnx_compat.is_nnx_object) or nnx_compat.tree.map",
+        "jax.tree.map(f, [modules], is_leaf=lambda x: isinstance(x, nnx.Pytree)) "
+        "or nnx_compat.tree.map(f, [modules])",
         "0.11.0",
         ("Pytree",),
+        "jax.tree cannot be intercepted, so this never warns; nnx.Pytree, "
+        "nnx_compat.is_nnx_object and nnx_compat.tree give 0.10's leaves on every flax",
     ),
     _P(
         "isinstance-object",
@@ -211,23 +214,29 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "isinstance(x, nnx.Object)",
         "isinstance(x, nnx.Pytree)",
         "0.12.0",
-        ("Object",),
+        ("Object", "Pytree"),
+        "it stays True for every NNX object (issubclass too); subclassing nnx.Object gives "
+        "flax's non-pytree Object",
     ),
     _P(
         "list-attribute",
         "pytree",
-        "self.layers = [module, ...] (a plain list attribute)",
-        "self.layers = nnx.List([module, ...])",
+        "self.layers = [module, ...] (a plain list or tuple attribute holding modules or arrays)",
+        "self.layers = nnx.List([module, ...]), or nnx.data([...]) to keep a plain list",
         "0.12.0",
-        ("Module", "List"),
+        ("Module", "List", "data"),
+        "the container is kept as nnx.data(...), so the state paths stay those of flax 0.10; "
+        "for a dict use nnx.Dict({...})",
     ),
     _P(
         "dict-attribute",
         "pytree",
-        "self.blocks = {'a': module} (a plain dict attribute)",
-        "self.blocks = nnx.Dict({'a': module})",
+        "self.blocks = {'a': module} (a plain dict attribute holding modules or arrays)",
+        "self.blocks = nnx.Dict({'a': module}), or nnx.data({...}) to keep a plain dict",
         "0.12.0",
-        ("Module", "Dict"),
+        ("Module", "Dict", "data"),
+        "the dict is kept as nnx.data(...), so the state paths stay those of flax 0.10; "
+        "for a list use nnx.List([...])",
     ),
     # ---------------------------------------------------------------- variable
     _P(
@@ -237,6 +246,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "variable[...] / variable.get_value() / variable.set_value(x)",
         "0.12.1",
         ("Variable",),
+        "nnx_compat warns once per call site instead of flax's warning on every access",
     ),
     _P(
         "variable-inplace-op",
@@ -245,6 +255,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "variable[...] += x",
         "0.12.0",
         ("Variable",),
+        "every in-place operator (-=, *=, ...) runs as variable[...] op= x",
     ),
     _P(
         "variable-state",
@@ -259,9 +270,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "sharding-without-mesh",
         "sharding",
         "a Variable with sharding metadata created outside a mesh",
-        "create it under jax.sharding.use_mesh(mesh), or inside nnx.use_eager_sharding(False)",
+        "a mesh context around its creation (jax.set_mesh or jax.sharding.use_mesh), "
+        "or nnx.use_eager_sharding(False)",
         "0.12.0",
         ("Variable",),
+        "it is created unsharded, as on flax 0.10, for nnx.get_partition_spec to shard later",
     ),
     _P(
         "sharding-metadata-key",
@@ -270,6 +283,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "Variable(..., out_sharding=...)",
         "0.12.4",
         ("Variable",),
+        "the annotation is stored under the installed flax's key; out_sharding= works on 0.10",
     ),
     # ---------------------------------------------------------------- layers
     _P(
@@ -338,11 +352,18 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
 #: A name listed here is served by ``nnx_compat.nnx`` (and by ``install()``) instead of the
 #: upstream object; every other name is the upstream object itself.
 SHIMS: Final[Mapping[str, str]] = {
+    "Dict": "nnx_compat._containers:Dict",
     "Dropout": "nnx_compat._layers:Dropout",
+    "List": "nnx_compat._containers:List",
     "ModelAndOptimizer": "nnx_compat._optimizer:ModelAndOptimizer",
+    "Module": "nnx_compat._module:Module",
     "MultiHeadAttention": "nnx_compat._layers:MultiHeadAttention",
+    "Object": "nnx_compat._pytree:Object",
     "Optimizer": "nnx_compat._optimizer:Optimizer",
+    "Pytree": "nnx_compat._pytree:Pytree",
     "Rngs": "nnx_compat._rngs:Rngs",
+    "Variable": "nnx_compat._variables:Variable",
+    "data": "nnx_compat._containers:data",
     "fork_rngs": "nnx_compat._rngs:fork_rngs",
     "reseed": "nnx_compat._rngs:reseed",
     "split_rngs": "nnx_compat._rngs:split_rngs",

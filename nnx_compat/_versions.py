@@ -347,6 +347,19 @@ def variable_value_warns(nnx: Any) -> bool:
 
 
 @_probe
+def variable_inplace_raises(nnx: Any) -> bool:
+    """``variable += x`` raises NotImplementedError (flax 0.12.0)."""
+    import numpy as np
+
+    variable = nnx.Variable(np.zeros((), np.float32))
+    try:
+        variable += 1
+    except NotImplementedError:
+        return True
+    return False
+
+
+@_probe
 def layers_fork_rngs(nnx: Any) -> bool:
     """Layers hold a forked ``RngStream`` instead of the caller's ``Rngs`` (flax 0.11.0)."""
     rngs = nnx.Rngs(0)
@@ -407,6 +420,23 @@ def variable_leaf_types() -> tuple[type, ...]:
     if isinstance(state_cls, type) and not issubclass(state_cls, nnx.Variable):
         return (nnx.Variable, state_cls)
     return (nnx.Variable,)
+
+
+#: The metadata keys flax has used for a Variable's sharding annotation, oldest first.
+SHARDING_KEYS: Final = ("sharding", "sharding_names", "out_sharding")
+
+
+@functools.cache
+def sharding_metadata_key() -> str:
+    """The metadata key the installed flax stores sharding annotations under.
+
+    ``sharding`` (flax 0.10), ``sharding_names`` (0.11.0), ``out_sharding`` (0.12.4). Read from
+    what ``nnx.with_partitioning`` produces, with an initializer that needs no PRNG key.
+    """
+    nnx = import_nnx()
+    metadata = nnx.with_partitioning(lambda *_: None, ("probe",))(None).metadata
+    (key,) = (k for k in SHARDING_KEYS if k in metadata)
+    return key
 
 
 @functools.cache

@@ -172,8 +172,9 @@ def called_from_user(depth: int = 2) -> bool:
     about the same read done by flax internals (graph traversal, ``nnx.update``).
     """
     frame: FrameType | None = sys._getframe(depth)
-    # attribute hooks between the user and the property (flax's own __getattribute__)
-    while frame is not None and frame.f_code.co_name == "__getattribute__":
+    # attribute hooks between the user and the property (flax's own __getattribute__, and
+    # flax 0.12 Variable's __setattr__, which runs property setters)
+    while frame is not None and frame.f_code.co_name in ("__getattribute__", "__setattr__"):
         frame = frame.f_back
     return frame is not None and not _is_internal(frame.f_code.co_filename, _internal_paths())
 

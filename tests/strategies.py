@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 from typing import Any
 
 import flax.nnx as upstream
@@ -118,13 +117,6 @@ WRT: dict[str, tuple[Any, bool]] = {
 def flat_arrays(tree: Any) -> dict[str, np.ndarray]:
     """``path -> numpy array`` for every array leaf (PRNG keys as their raw key data)."""
     return _doctor.arrays("", tree)
-
-
-def lowered_text(fn: Any, *args: Any) -> str:
-    """The StableHLO ``jax.jit(fn)`` lowers to for ``args``, without source locations."""
-    text = jax.jit(fn).lower(*args).as_text()
-    text = re.sub(r"\s*loc\((?:[^()]|\([^()]*\))*\)", "", text)
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#loc"))
 
 
 def assert_bitwise_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:

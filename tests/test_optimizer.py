@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import nnx_compat
 from nnx_compat import _versions, nnx
+from tests.hlo import lowered_text
 from tests.markers import line_of
 from tests.strategies import (
     MLP,
@@ -30,7 +31,6 @@ from tests.strategies import (
     ModelSpec,
     assert_bitwise_equal,
     flat_arrays,
-    lowered_text,
     model_specs,
 )
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 import nnx_compat
 from nnx_compat import _doctor, _versions, nnx
 from nnx_compat._warnings import RngsDeprecationWarning
+from tests.hlo import lowered_text
 from tests.markers import line_of
-from tests.strategies import assert_bitwise_equal, flat_arrays, lowered_text
+from tests.strategies import assert_bitwise_equal, flat_arrays
 
 FORKS = _versions.feature("LAYERS_FORK_RNGS")
 

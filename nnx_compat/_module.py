@@ -1,0 +1,136 @@
+"""``nnx.Module`` that accepts flax 0.10's plain list, tuple and dict attributes on every flax.
+
+flax 0.12.0 made Modules strict about attributes: a plain list or dict that holds Modules,
+Variables or arrays raises ``Found data on value of type '<class 'list'>' assigned to static
+attribute ...``; the fixes are ``nnx.List``, ``nnx.Dict`` or ``nnx.data(...)``.
+
+Subclasses of this ``Module`` keep such containers as they are, marked as pytree data with
+``nnx.data`` (flax 0.11+), so the state keeps the paths flax 0.10 gave (``layers/0/kernel``),
+and a ``list-attribute``/``dict-attribute`` warning names the fixes. Containers filled after
+their assignment (``self.layers = []`` then ``append``) are handled when construction ends.
+
+``isinstance(x, nnx.Module)`` and ``issubclass(C, nnx.Module)`` stay True for every flax
+Module (``nnx.Linear`` included), and the subclass is a flax Module in every other respect.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import jax
+
+from nnx_compat import _containers, _versions, _warnings
+
+__all__ = ["Module"]
+
+_nnx: Any = _versions.import_nnx()
+_NativeModule: Final[type] = _nnx.Module
+_is_graph_node: Final[Callable[[Any], bool]] = _nnx.graph.is_graph_node
+_is_node_leaf: Final[Callable[[Any], bool]] = _nnx.graph.is_node_leaf
+
+_CONTAINERS: Final = frozenset({list, tuple, dict})
+_PATTERN: Final[dict[type, str]] = {
+    list: "list-attribute",
+    tuple: "list-attribute",
+    dict: "dict-attribute",
+}
+
+
+def _is_data(x: Any) -> bool:
+    return bool(_is_node_leaf(x) or _is_graph_node(x))
+
+
+def _holds_data(value: Any) -> bool:
+    """Whether a container holds a Module, a Variable or an array, at any depth."""
+    return any(_is_data(leaf) for leaf in jax.tree_util.tree_leaves(value, is_leaf=_is_data))
+
+
+class _Construction(threading.local):
+    def __init__(self) -> None:
+        # (module, its plain-container attributes that held no data when assigned), innermost last
+        self.stack: list[tuple[Any, set[str]]] = []
+
+
+_construction = _Construction()
+
+
+@contextmanager
+def _constructing(node: Any) -> Iterator[set[str]]:
+    candidates: set[str] = set()
+    _construction.stack.append((node, candidates))
+    try:
+        yield candidates
+    finally:
+        _construction.stack.pop()
+
+
+def _candidates(node: Any) -> set[str] | None:
+    for owner, candidates in reversed(_construction.stack):
+        if owner is node:
+            return candidates  # type: ignore[no-any-return]
+    return None
+
+
+def _report(node: Any, name: str, value: Any, when: str = "") -> None:
+    detail = f"{type(node).__name__}.{name} is a plain {type(value).__name__}{when}"
+    _warnings.warn_legacy(_PATTERN[type(value)], detail=detail)
+
+
+def _adopt_filled_containers(node: Any, candidates: set[str]) -> None:
+    """After ``__init__``: mark containers that received data after their assignment."""
+    attributes = vars(node)
+    for name in sorted(candidates):
+        value = attributes.get(name)
+        if type(value) in _CONTAINERS and _holds_data(value):
+            _report(node, name, value, " filled after its assignment")
+            _NativeModule.__setattr__(node, name, _containers.data(value))  # type: ignore[call-arg]
+
+
+class _ModuleMeta(type(_NativeModule)):  # type: ignore[misc]
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if "_nnx_compat_any_module" in vars(cls):
+            return _NativeModule in type(instance).__mro__
+        return bool(super().__instancecheck__(instance))
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if "_nnx_compat_any_module" in vars(cls):
+            # the MRO, not issubclass: flax's ABC check would call back into this one
+            return _NativeModule in getattr(subclass, "__mro__", ())
+        return bool(super().__subclasscheck__(subclass))
+
+    # flax runs ``__init__`` through one of these hooks (0.10: the first; 0.11+: the second).
+    def _object_meta_construct(cls, node: Any, *args: Any, **kwargs: Any) -> None:
+        with _constructing(node) as candidates:
+            super()._object_meta_construct(node, *args, **kwargs)  # type: ignore[misc]
+        _adopt_filled_containers(node, candidates)
+
+    def _pytree_meta_construct(cls, node: Any, *args: Any, **kwargs: Any) -> None:
+        with _constructing(node) as candidates:
+            super()._pytree_meta_construct(node, *args, **kwargs)  # type: ignore[misc]
+        _adopt_filled_containers(node, candidates)
+
+
+class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-type]
+    """``nnx.Module`` that also accepts plain list/tuple/dict attributes holding data.
+
+    .. deprecated::
+        A plain list, tuple or dict attribute holding Modules, Variables or arrays is the flax
+        0.10 form; since flax 0.12.0 use ``nnx.List([...])``, ``nnx.Dict({...})`` or
+        ``nnx.data(...)``.
+    """
+
+    _nnx_compat_any_module = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if type(value) in _CONTAINERS and not _containers.is_explicit_data(value):
+            if _holds_data(value):
+                _report(self, name, value)
+                value = _containers.data(value)
+            elif (candidates := _candidates(self)) is not None:
+                candidates.add(name)  # may be filled later in __init__
+        elif _construction.stack and (candidates := _candidates(self)) is not None:
+            candidates.discard(name)
+        super().__setattr__(name, value)

@@ -1,0 +1,164 @@
+"""The Variable API both ways, on flax's own ``nnx.Variable`` class.
+
+Native layers (``nnx.Linear``, ...) create native Variables, so a subclass in the namespace
+could not give their parameters the other generation's API. Instead, importing
+``nnx_compat.nnx`` patches the upstream ``Variable`` class, by one rule: *add what is missing,
+and replace an upstream warning or error for a legacy form by nnx_compat's warning; never add a
+warning or an error that the installed flax does not give.* On each generation:
+
+* flax 0.10/0.11: ``get_value()``/``set_value()`` are added (``variable[...]`` is native);
+  ``out_sharding=`` (and ``sharding_names=`` on 0.10) is stored under the installed flax's key.
+* flax 0.12: ``.value`` warns once per call site, at the user's line, as ``variable-value``
+  (flax warns on every access); ``variable += x`` and the other in-place operators work again
+  as ``variable[...] += x`` with a ``variable-inplace-op`` warning (flax raises); ``sharding=``/
+  ``sharding_names=`` and sharding annotations made with no mesh work as on 0.10 (see
+  ``_sharding``).
+
+:func:`restore` puts every attribute back exactly (used by the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+import jax
+import numpy as np
+
+from nnx_compat import _sharding, _versions, _warnings
+
+__all__ = ["Variable", "patch", "patched", "restore"]
+
+_nnx: Any = _versions.import_nnx()
+Variable: Any = _nnx.Variable
+
+_ABSENT: Final[Any] = object()
+_MISSING: Final[Any] = object()
+_lock = threading.Lock()
+_saved: dict[str, Any] = {}  # attribute -> what vars(Variable) held before, or _ABSENT
+
+#: The in-place operators flax 0.12.0 made raise: symbol and the operation each performs.
+_INPLACE: Final[dict[str, tuple[str, Callable[[Any, Any], Any]]]] = {
+    "__iadd__": ("+=", operator.iadd),
+    "__isub__": ("-=", operator.isub),
+    "__imul__": ("*=", operator.imul),
+    "__imatmul__": ("@=", operator.imatmul),
+    "__itruediv__": ("/=", operator.itruediv),
+    "__ifloordiv__": ("//=", operator.ifloordiv),
+    "__imod__": ("%=", operator.imod),
+    "__ipow__": ("**=", operator.ipow),
+    "__ilshift__": ("<<=", operator.ilshift),
+    "__irshift__": (">>=", operator.irshift),
+    "__iand__": ("&=", operator.iand),
+    "__ixor__": ("^=", operator.ixor),
+    "__ior__": ("|=", operator.ior),
+}
+
+
+# --------------------------------------------------------------------------- flax 0.10/0.11
+
+
+def _get_value(self: Any, *, index: Any = _MISSING) -> Any:
+    """The variable's value (``variable[index]`` with ``index=``); flax 0.12's API."""
+    value = self.value
+    return value if index is _MISSING else value[index]
+
+
+def _set_value(self: Any, value: Any, *, index: Any = _MISSING) -> None:
+    """Sets the variable's value (``variable[index] = value`` with ``index=``); flax 0.12's API."""
+    if index is _MISSING:
+        self.value = value
+    else:
+        self[index] = value
+
+
+# --------------------------------------------------------------------------- flax 0.12
+
+
+def _value_property() -> property:
+    def fget(self: Any) -> Any:
+        if _warnings.called_from_user():
+            _warnings.warn_legacy("variable-value")
+        return self.get_value()
+
+    def fset(self: Any, value: Any) -> None:
+        if _warnings.called_from_user():
+            _warnings.warn_legacy("variable-value")
+        self.set_value(value)
+
+    return property(fget, fset, doc="The value (deprecated: use ``variable[...]``).")
+
+
+def _inplace(name: str, symbol: str, op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+
+    def method(self: Any, other: Any) -> Any:
+        if _warnings.called_from_user():
+            _warnings.warn_legacy("variable-inplace-op", detail=f"variable {symbol} x")
+        if isinstance(other, Variable):
+            other = other.get_value()
+        if isinstance(self.get_raw_value(), jax.Array | np.ndarray):
+            self[...] = op(self[...], other)  # exactly ``variable[...] op= other``
+        else:
+            self.set_value(op(self.get_value(), other))
+        return self
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def __init__(self: Any, value: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs or isinstance(value, _sharding._VariableMetadata):
+            value, kwargs = _sharding.adapt(value, kwargs)
+        original(self, value, *args, **kwargs)
+
+    return __init__
+
+
+# --------------------------------------------------------------------------- patch
+
+
+def _replacements() -> dict[str, Any]:
+    out: dict[str, Any] = {"__init__": _wrap_init(vars(Variable)["__init__"])}
+    if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.0 added them
+        out["get_value"] = _get_value
+        out["set_value"] = _set_value
+    if _versions.feature("VARIABLE_VALUE_WARNS"):  # flax 0.12.1
+        out["value"] = _value_property()
+    if _versions.feature("VARIABLE_INPLACE_RAISES"):  # flax 0.12.0
+        for name, (symbol, op) in _INPLACE.items():
+            if name in vars(Variable):
+                out[name] = _inplace(name, symbol, op)
+    return out
+
+
+def patch() -> None:
+    """Applies the patches to ``flax.nnx.Variable``. Idempotent and thread-safe."""
+    with _lock:
+        if _saved:
+            return
+        # the probes that look at Variable must see upstream's class: evaluate them first
+        replacements = _replacements()
+        for name, new in replacements.items():
+            _saved[name] = vars(Variable).get(name, _ABSENT)
+            setattr(Variable, name, new)
+
+
+def restore() -> None:
+    """Puts every attribute of ``flax.nnx.Variable`` that :func:`patch` changed back."""
+    with _lock:
+        for name, original in _saved.items():
+            if original is _ABSENT:
+                delattr(Variable, name)
+            else:
+                setattr(Variable, name, original)
+        _saved.clear()
+
+
+def patched() -> bool:
+    """Whether :func:`patch` is in effect."""
+    return bool(_saved)

@@ -1,0 +1,231 @@
+"""Legacy sharding annotations on every flax, and flax 0.10's FSDP toy pattern on 8 devices."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import flax.nnx as upstream
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import nnx_compat
+from nnx_compat import _variables, _versions, nnx
+from tests.markers import line_of
+
+KEY = _versions.sharding_metadata_key()  # sharding (0.10), sharding_names (0.11), out_sharding
+EAGER = _versions.feature("EAGER_SHARDING")  # flax 0.12.0
+OLD_KEYS_WARN = KEY == "out_sharding"  # flax 0.12.4 deprecates the older keys
+
+
+@pytest.fixture
+def upstream_variable() -> Iterator[None]:
+    _variables.restore()
+    try:
+        yield
+    finally:
+        _variables.patch()
+
+
+def _pspec(variable: Any) -> Any:
+    return upstream.get_partition_spec(upstream.state({"v": variable}))["v"]
+
+
+def _spec_of(pspec_leaf: Any) -> Any:
+    return pspec_leaf.get_value() if hasattr(pspec_leaf, "get_value") else pspec_leaf.value
+
+
+# --- reproduction ---------------------------------------------------------------------------------
+
+
+def test_reproduce_annotation_without_mesh(upstream_variable: None) -> None:
+    x = jnp.ones((4, 4))
+    if EAGER:
+        with pytest.raises(ValueError, match="An auto mesh context or metadata is required"):
+            upstream.Param(x, **{KEY: (None, "model")})
+    else:
+        assert upstream.Param(x, **{KEY: (None, "model")}).get_metadata()[KEY] == (None, "model")
+
+
+# --- keys and the missing mesh ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sharding", "sharding_names", "out_sharding"])
+def test_every_key_is_stored_under_the_installed_flaxs_key(key: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        param = nnx.Param(jnp.ones((4, 2)), **{key: ("model", None)})  # MARK-param
+    assert param.get_metadata()[KEY] == ("model", None)
+    assert all(k == KEY or k not in param.get_metadata() for k in ("sharding", "sharding_names"))
+    assert _spec_of(_pspec(param)) == P("model", None)
+    ids = [str(w.message).rsplit("[nnx-compat: ", 1)[1].split("]")[0] for w in caught]
+    expected = []
+    if key != KEY and OLD_KEYS_WARN:
+        expected.append("sharding-metadata-key")
+    if EAGER:
+        expected.append("sharding-without-mesh")
+    assert ids == expected
+    assert all(w.lineno == line_of(__file__, "MARK-param") for w in caught)
+    assert all(issubclass(w.category, nnx_compat.ShardingDeprecationWarning) for w in caught)
+
+
+def test_with_partitioning_without_mesh() -> None:
+    init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        linear = nnx.Linear(4, 8, kernel_init=init, rngs=nnx.Rngs(0))  # MARK-linear
+    assert _spec_of(_pspec(linear.kernel)) == P(None, "model")
+    assert [(w.filename, w.lineno) for w in caught] == (
+        [(__file__, line_of(__file__, "MARK-linear"))] if EAGER else []
+    )
+
+
+def test_both_keys_is_an_error_naming_the_fix() -> None:
+    other = "sharding" if KEY != "sharding" else "out_sharding"
+    with pytest.raises(TypeError, match=f"pass only {KEY}="):
+        nnx.Param(jnp.ones(2), **{KEY: ("a",), other: ("a",)})
+
+
+@pytest.mark.multidevice
+@pytest.mark.skipif(not EAGER, reason="eager sharding: flax 0.12.0+")
+def test_under_a_mesh_variables_shard_eagerly_without_warnings() -> None:
+    mesh = _mesh()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with jax.set_mesh(mesh):
+            param = nnx.Param(jnp.ones((4, 8)), out_sharding=P(None, "model"))
+    assert param[...].sharding.spec == P(None, "model")
+    explicit = nnx.Param(jnp.ones(2), out_sharding=P("model"), eager_sharding=False)
+    assert not isinstance(explicit[...].sharding, NamedSharding)
+
+
+# --- flax 0.10's FSDP toy pattern, on 8 host devices ----------------------------------------------
+
+
+def _mesh() -> Mesh:
+    if len(jax.devices()) < 8:
+        pytest.fail("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    return Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
+
+
+class MLP(nnx.Module):
+    """The model of flax 0.10's FSDP example: annotations, no mesh at construction."""
+
+    def __init__(self, din: int, dmid: int, dout: int, rngs: Any) -> None:
+        init = nnx.initializers.lecun_normal()
+        self.w1 = nnx.Param(init(rngs.params(), (din, dmid)), sharding=(None, "model"))
+        self.b1 = nnx.Param(jnp.zeros((dmid,)), sharding=("model",))
+        self.out = nnx.Linear(
+            dmid, dout, kernel_init=nnx.with_partitioning(init, ("model", None)), rngs=rngs
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out(nnx.relu(x @ self.w1 + self.b1))
+
+
+EXPECTED_SPECS = {
+    "w1": P(None, "model"),
+    "b1": P("model"),
+    "out/kernel": P("model", None),
+    "out/bias": P(),
+}
+
+
+def _data(mesh: Mesh, n: int = 16) -> tuple[jax.Array, jax.Array]:
+    x = np.linspace(-2, 2, n, dtype=np.float32)[:, None]
+    y = 0.8 * x**2 + 0.1
+    sharding = NamedSharding(mesh, P("data", None))
+    return jax.device_put(x, sharding), jax.device_put(y, sharding)
+
+
+def _train_legacy(mesh: Mesh, steps: int) -> tuple[Any, list[float]]:
+    """Written as flax 0.10's example: create and shard in one jitted function, then train."""
+
+    @nnx.jit
+    def create_sharded() -> tuple[MLP, Any]:
+        model = MLP(1, 32, 1, rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-2))  # 0.10 form: holds the model
+        state = nnx.state(optimizer)
+        pspecs = nnx.get_partition_spec(state)
+        shardings = jax.tree.map(
+            lambda p: NamedSharding(mesh, p), pspecs, is_leaf=lambda p: isinstance(p, P)
+        )
+        nnx.update(optimizer, jax.lax.with_sharding_constraint(state, shardings))
+        return model, optimizer
+
+    @nnx.jit
+    def train_step(model: MLP, optimizer: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        def loss_fn(model: MLP) -> jax.Array:
+            return jnp.mean((y - model(x)) ** 2)
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(grads)  # 0.10 form
+        return loss
+
+    model, optimizer = create_sharded()
+    x, y = _data(mesh)
+    return model, [float(train_step(model, optimizer, x, y)) for _ in range(steps)]
+
+
+def _specs(model: Any) -> dict[str, Any]:
+    flat = nnx_compat._paths.flatten(upstream.state(model))
+    return {path: variable[...].sharding.spec for path, variable in flat.items()}
+
+
+def _normalized(spec: Any) -> tuple[Any, ...]:
+    parts = tuple(spec)
+    while parts and parts[-1] is None:
+        parts = parts[:-1]
+    return parts
+
+
+@pytest.mark.multidevice
+def test_fsdp_toy_example_shards_and_trains_on_every_flax() -> None:
+    mesh = _mesh()
+    with nnx_compat.warnings_policy("ignore"):
+        model, losses = _train_legacy(mesh, steps=30)
+    assert {k: _normalized(v) for k, v in _specs(model).items()} == {
+        k: _normalized(v) for k, v in EXPECTED_SPECS.items()
+    }
+    assert losses[-1] < losses[0] / 2
+    hits = {hit.pattern for hit in nnx_compat.report()}
+    assert {"optimizer-wrt-default", "optimizer-update-grads"} <= hits
+    assert ("sharding-without-mesh" in hits) == EAGER
+    assert ("sharding-metadata-key" in hits) == OLD_KEYS_WARN
+    # the same training, unsharded, on one device
+    with nnx_compat.warnings_policy("ignore"):
+        reference = MLP(1, 32, 1, rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(reference, optax.adam(1e-2), wrt=nnx.Param)
+    x, y = (np.asarray(a) for a in _data(mesh))
+    for loss in losses:
+        value, grads = nnx.value_and_grad(lambda m: jnp.mean((y - m(x)) ** 2))(reference)
+        optimizer.update(reference, grads)
+        np.testing.assert_allclose(float(value), loss, rtol=1e-4)
+
+
+@pytest.mark.multidevice
+@pytest.mark.skipif(not EAGER, reason="the native new form shards eagerly from flax 0.12.0")
+def test_fsdp_toy_shards_like_the_native_new_form() -> None:
+    mesh = _mesh()
+    with nnx_compat.warnings_policy("ignore"):
+        legacy, _ = _train_legacy(mesh, steps=1)
+
+    class Native(upstream.Module):  # type: ignore[misc]
+        def __init__(self, rngs: Any) -> None:
+            init = upstream.initializers.lecun_normal()
+            self.w1 = upstream.Param(init(rngs.params(), (1, 32)), out_sharding=P(None, "model"))
+            self.b1 = upstream.Param(jnp.zeros((32,)), out_sharding=P("model"))
+            kernel_init = upstream.with_partitioning(init, P("model", None))
+            self.out = upstream.Linear(32, 1, kernel_init=kernel_init, rngs=rngs)
+
+    with jax.set_mesh(mesh):
+        native = Native(upstream.Rngs(0))
+    assert {k: _normalized(v) for k, v in _specs(legacy).items()} == {
+        k: _normalized(v) for k, v in _specs(native).items()
+    }

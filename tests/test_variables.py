@@ -1,0 +1,258 @@
+"""The Variable API both ways, on flax's own Variables (``nnx_compat._variables``)."""
+
+from __future__ import annotations
+
+import operator
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flax.nnx as upstream
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx_compat
+from nnx_compat import _variables, _versions, nnx
+from tests.hlo import lowered_text
+from tests.markers import line_of
+
+VALUE_WARNS = _versions.feature("VARIABLE_VALUE_WARNS")  # flax 0.12.1
+INPLACE_RAISES = _versions.feature("VARIABLE_INPLACE_RAISES")  # flax 0.12.0
+
+
+@pytest.fixture
+def upstream_variable() -> Iterator[None]:
+    """flax's Variable class exactly as flax ships it, for the reproductions."""
+    _variables.restore()
+    try:
+        yield
+    finally:
+        _variables.patch()
+
+
+def _kernel() -> Any:
+    return upstream.Linear(2, 3, rngs=upstream.Rngs(0)).kernel
+
+
+# --- get_value / set_value / [...] ------------------------------------------------------------
+
+
+def test_get_and_set_value_on_flax_own_params() -> None:
+    kernel = _kernel()
+    assert np.array_equal(kernel.get_value(), kernel[...])
+    kernel.set_value(jnp.ones((2, 3)))
+    assert np.array_equal(kernel[...], jnp.ones((2, 3)))
+    assert np.array_equal(kernel.get_value(index=0), jnp.ones(3))
+    kernel.set_value(jnp.zeros(3), index=1)
+    assert np.array_equal(kernel[...], jnp.array([[1.0] * 3, [0.0] * 3]))
+    kernel[...] = jnp.full((2, 3), 2.0)
+    assert np.array_equal(kernel.get_value(), jnp.full((2, 3), 2.0))
+    counter = upstream.Variable(3)  # not an array
+    counter.set_value(counter.get_value() + 1)
+    assert counter.get_value() == 4
+
+
+def test_new_api_under_jit_and_silent() -> None:
+    model = upstream.Linear(2, 3, rngs=upstream.Rngs(0))
+
+    @nnx.jit
+    def double(model: Any) -> Any:
+        model.kernel.set_value(model.kernel.get_value() * 2)
+        model.bias[...] = model.bias[...] + 1
+        return model.kernel.get_value()
+
+    before = np.asarray(model.kernel[...])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = double(model)
+    assert np.array_equal(out, before * 2) and np.array_equal(model.kernel[...], before * 2)
+    assert np.array_equal(model.bias[...], jnp.ones(3))
+    assert nnx_compat.report() == ()
+
+
+# --- .value ---------------------------------------------------------------------------------
+
+
+def test_value_warns_once_at_the_user_line() -> None:
+    kernel = _kernel()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            value = kernel.value  # MARK-read
+        kernel.value = value * 2  # MARK-write
+    assert np.array_equal(kernel[...], value * 2)
+    if not VALUE_WARNS:  # flax 0.10/0.11: .value is the API
+        assert caught == []
+        return
+    seen = [(w.category, w.filename, w.lineno) for w in caught]
+    category = nnx_compat.VariableDeprecationWarning
+    assert seen == [
+        (category, __file__, line_of(__file__, "MARK-read")),
+        (category, __file__, line_of(__file__, "MARK-write")),
+    ]
+    assert "variable[...]" in str(caught[0].message)
+    assert "[nnx-compat: variable-value]" in str(caught[0].message)
+
+
+def test_reproduce_flax_warning_on_every_access(upstream_variable: None) -> None:
+    kernel = _kernel()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            _ = kernel.value
+    assert len(caught) == (3 if VALUE_WARNS else 0)
+    assert all(not issubclass(w.category, nnx_compat.NNXCompatDeprecationWarning) for w in caught)
+
+
+# --- in-place operators -------------------------------------------------------------------------
+
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+}
+
+
+@pytest.mark.parametrize("symbol", sorted(OPERATORS))
+def test_inplace_operators_equal_the_indexed_form(symbol: str) -> None:
+    op = OPERATORS[symbol]
+    legacy, new = upstream.Param(jnp.arange(1.0, 4.0)), upstream.Param(jnp.arange(1.0, 4.0))
+    with nnx_compat.warnings_policy("ignore"):
+        result = op(legacy, 2.0)
+    new[...] = op(new[...], 2.0)
+    assert result is legacy
+    assert np.array_equal(legacy[...], new[...])
+
+
+def test_inplace_warns_at_the_user_line_and_counts_work() -> None:
+    count = upstream.Variable(jnp.zeros((), jnp.int32))
+    steps = upstream.Variable(0)  # a Python number, not an array
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        count += 1  # MARK-iadd
+        count += upstream.Variable(jnp.ones((), jnp.int32))
+        steps += 1
+    assert int(count[...]) == 2 and steps.get_value() == 1
+    if not INPLACE_RAISES:  # flax 0.10/0.11 support it
+        assert caught == []
+        return
+    lines = [(w.filename, w.lineno) for w in caught]
+    assert lines[0] == (__file__, line_of(__file__, "MARK-iadd"))
+    assert "variable[...] += x" in str(caught[0].message)
+
+
+def test_reproduce_inplace_raises_on_012(upstream_variable: None) -> None:
+    count = upstream.Variable(jnp.zeros((), jnp.int32))
+    if INPLACE_RAISES:
+        with pytest.raises(NotImplementedError, match=r"variable\[\.\.\.\] \+= x"):
+            count += 1
+    else:
+        count += 1
+        assert int(count[...]) == 1
+
+
+@pytest.mark.skipif(
+    not INPLACE_RAISES,
+    reason="both forms are flax's own before 0.12 (and 0.10's v[...] = x lowers to a scatter)",
+)
+def test_inplace_lowers_to_the_hlo_of_the_indexed_form() -> None:
+    model = upstream.Linear(3, 3, rngs=upstream.Rngs(0))
+    graphdef, state = upstream.split(model)
+
+    def legacy(state: Any, x: jax.Array) -> Any:
+        model = upstream.merge(graphdef, state)
+        model.bias += x
+        model.kernel *= 2.0
+        return upstream.state(model)
+
+    def new(state: Any, x: jax.Array) -> Any:
+        model = upstream.merge(graphdef, state)
+        model.bias[...] += x
+        model.kernel[...] *= 2.0
+        return upstream.state(model)
+
+    x = jnp.ones(3)
+    with nnx_compat.warnings_policy("ignore"):
+        legacy_hlo = lowered_text(legacy, state, x)
+    assert "stablehlo" in legacy_hlo
+    assert legacy_hlo == lowered_text(new, state, x)
+
+
+@pytest.mark.skipif(not VALUE_WARNS, reason="both forms are flax's own before 0.12.1")
+def test_value_lowers_to_the_hlo_of_the_indexed_form() -> None:
+    model = upstream.Linear(3, 3, rngs=upstream.Rngs(0))
+    graphdef, state = upstream.split(model)
+
+    def legacy(state: Any, x: jax.Array) -> Any:
+        model = upstream.merge(graphdef, state)
+        model.bias.value = model.bias.value + x @ model.kernel.value
+        return upstream.state(model)
+
+    def new(state: Any, x: jax.Array) -> Any:
+        model = upstream.merge(graphdef, state)
+        model.bias[...] = model.bias[...] + x @ model.kernel[...]
+        return upstream.state(model)
+
+    x = jnp.ones(3)
+    with nnx_compat.warnings_policy("ignore"):
+        legacy_hlo = lowered_text(legacy, state, x)
+    assert legacy_hlo == lowered_text(new, state, x)
+
+
+# --- what is patched, and when ------------------------------------------------------------------
+
+PATCH_AND_RESTORE = textwrap.dedent(
+    """
+    import json, sys
+    import nnx_compat
+    from flax import nnx
+    before = dict(vars(nnx.Variable))
+    from nnx_compat import nnx as compat  # the namespace applies the patch
+    from nnx_compat import _variables
+    after = dict(vars(nnx.Variable))
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) is not after.get(k))
+    _variables.restore()
+    restored = dict(vars(nnx.Variable)) == before
+    _variables.patch(); _variables.patch()
+    print(json.dumps({"changed": changed, "restored": restored,
+                      "twice": dict(vars(nnx.Variable)).keys() == after.keys()}))
+    """
+)
+
+
+def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PATCH_AND_RESTORE], capture_output=True, text=True, check=True
+    )
+    import json
+
+    result = json.loads(out.stdout)
+    expected = {"__init__"}
+    if not _versions.feature("VARIABLE_GET_VALUE"):
+        expected |= {"get_value", "set_value"}
+    if VALUE_WARNS:
+        expected.add("value")
+    if INPLACE_RAISES:
+        expected |= {name for name in _variables._INPLACE if name in vars(upstream.Variable)}
+    assert set(result["changed"]) == expected
+    assert result["restored"] and result["twice"]
+
+
+def test_import_nnx_compat_alone_leaves_flax_untouched() -> None:
+    code = (
+        "import nnx_compat, flax.nnx as f\n"
+        "print(f.Variable.__init__.__module__, hasattr(f.Variable, 'get_value'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    module, has_get_value = out.stdout.split()
+    assert module.startswith("flax.")
+    assert has_get_value == str(_versions.feature("VARIABLE_GET_VALUE"))
