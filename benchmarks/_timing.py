@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import nnx_compat
+
+
+def setup() -> tuple[int, int]:
+    """Parses ``--rounds``/``--quick``, prints the versions; returns (rounds, step divisor)."""
+    import flax
+    import jax
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke run")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    print(f"flax {flax.__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
+    return args.rounds, 5 if args.quick else 1
 
 
 def compare(

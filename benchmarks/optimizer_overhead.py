@@ -16,20 +16,17 @@ Usage: ``python -m benchmarks.optimizer_overhead`` (``--rounds``, ``--quick``).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-import flax
 import flax.nnx as upstream
 import jax
 import optax
 
 import nnx_compat
-from benchmarks._timing import compare
+from benchmarks._timing import compare, setup
 from nnx_compat import _versions, nnx
 
 # flax 0.11.0: the native form is update(model, grads)
@@ -99,17 +96,9 @@ def bench(label: str, width: int, depth: int, batch: int, steps: int, rounds: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke run")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore", DeprecationWarning)
-    scale = 5 if args.quick else 1
-    print(f"flax {flax.__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
-    bench("dispatch-bound", width=32, depth=2, batch=8, steps=200 // scale, rounds=args.rounds)
-    bench(
-        "compute-bound", width=1024, depth=4, batch=512, steps=20 // scale or 1, rounds=args.rounds
-    )
+    rounds, scale = setup()
+    bench("dispatch-bound", width=32, depth=2, batch=8, steps=200 // scale, rounds=rounds)
+    bench("compute-bound", width=1024, depth=4, batch=512, steps=20 // scale or 1, rounds=rounds)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,14 @@ Usage: ``python -m benchmarks.rngs_overhead`` (``--rounds``, ``--quick``).
 
 from __future__ import annotations
 
-import argparse
-import warnings
 from typing import Any
 
-import flax
 import flax.nnx as upstream
 import jax
 import jax.numpy as jnp
 
 import nnx_compat
-from benchmarks._timing import compare
+from benchmarks._timing import compare, setup
 from nnx_compat import _versions, nnx
 
 
@@ -62,15 +59,9 @@ def bench(label: str, layers: int, width: int, batch: int, steps: int, rounds: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke run")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore", DeprecationWarning)
-    scale = 5 if args.quick else 1
-    print(f"flax {flax.__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
-    bench("dispatch-bound", layers=5, width=16, batch=8, steps=200 // scale, rounds=args.rounds)
-    bench("compute-bound", layers=8, width=1024, batch=512, steps=20 // scale, rounds=args.rounds)
+    rounds, scale = setup()
+    bench("dispatch-bound", layers=5, width=16, batch=8, steps=200 // scale, rounds=rounds)
+    bench("compute-bound", layers=8, width=1024, batch=512, steps=20 // scale, rounds=rounds)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,15 @@ def _clean_report(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     nnx_compat.reset_report()
     yield
     nnx_compat.reset_report()
+
+
+@pytest.fixture
+def upstream_variable() -> Iterator[None]:
+    """flax's Variable class exactly as flax ships it, for the reproductions."""
+    from nnx_compat import _variables
+
+    _variables.restore()
+    try:
+        yield
+    finally:
+        _variables.patch()

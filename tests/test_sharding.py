@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import flax.nnx as upstream
@@ -16,21 +15,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import nnx_compat
-from nnx_compat import _variables, _versions, nnx
+from nnx_compat import _versions, nnx
 from tests.markers import line_of
 
 KEY = _versions.sharding_metadata_key()  # sharding (0.10), sharding_names (0.11), out_sharding
 EAGER = _versions.feature("EAGER_SHARDING")  # flax 0.12.0
 OLD_KEYS_WARN = KEY == "out_sharding"  # flax 0.12.4 deprecates the older keys
-
-
-@pytest.fixture
-def upstream_variable() -> Iterator[None]:
-    _variables.restore()
-    try:
-        yield
-    finally:
-        _variables.patch()
 
 
 def _pspec(variable: Any) -> Any:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax.nnx as upstream
@@ -23,16 +23,6 @@ from tests.markers import line_of
 
 VALUE_WARNS = _versions.feature("VARIABLE_VALUE_WARNS")  # flax 0.12.1
 INPLACE_RAISES = _versions.feature("VARIABLE_INPLACE_RAISES")  # flax 0.12.0
-
-
-@pytest.fixture
-def upstream_variable() -> Iterator[None]:
-    """flax's Variable class exactly as flax ships it, for the reproductions."""
-    _variables.restore()
-    try:
-        yield
-    finally:
-        _variables.patch()
 
 
 def _kernel() -> Any:
