@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from nnx_compat import _rngs, _versions, _warnings
 
-__all__ = ["Dropout", "MissingRngStreamError", "MultiHeadAttention"]
+__all__ = ["RNN", "Dropout", "MissingRngStreamError", "MultiHeadAttention"]
 
 _nnx: Any = _versions.import_nnx()
 # flax 0.11.0: layers fork their stream at construction.
@@ -143,16 +143,33 @@ class Dropout(_ForkedRngs, _nnx.Dropout):  # type: ignore[misc]
             return super().__call__(inputs, rngs=_for_native(source, self.rng_collection), **kwargs)
 
 
-class MultiHeadAttention(_ForkedRngs, _nnx.MultiHeadAttention):  # type: ignore[misc]
-    """``nnx.MultiHeadAttention`` holding a forked ``dropout`` stream on every flax."""
+# flax 0.10's order; flax 0.12.6 inserted num_kv_heads before in_kv_features.
+_MHA_POSITIONAL: Final = ("qkv_features", "out_features", "in_kv_features")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class MultiHeadAttention(_ForkedRngs, _nnx.MultiHeadAttention):  # type: ignore[misc]
+    """``nnx.MultiHeadAttention`` holding a forked ``dropout`` stream on every flax.
+
+    Positional arguments keep flax 0.10's meaning, ``(num_heads, in_features, qkv_features,
+    out_features, in_kv_features)``: a fifth one is ``in_kv_features`` (with a warning), never
+    flax 0.12.6's ``num_kv_heads``.
+    """
+
+    def __init__(self, num_heads: int, in_features: Any, *args: Any, **kwargs: Any) -> None:
         """As the native constructor; the kept stream is ``rngs.dropout.fork()``."""
+        if args:
+            kwargs = _positional("MultiHeadAttention", _MHA_POSITIONAL, args, kwargs, offset=2)
+            if len(args) == len(_MHA_POSITIONAL):
+                _warnings.warn_legacy(
+                    "mha-positional",
+                    detail="the fifth positional argument is in_kv_features; pass it, or "
+                    "num_kv_heads, by keyword",
+                )
         rngs = kwargs.get("rngs")
         keeps = kwargs.get("keep_rngs", True) and kwargs.get("dropout_rate", 0.0) > 0
         if keeps:
             _check_stream(rngs, "dropout", "MultiHeadAttention")
-        super().__init__(*args, **kwargs)
+        super().__init__(num_heads, in_features, **kwargs)
         if not _FORKS:
             self.rngs = _fork(rngs, "dropout", "MultiHeadAttention") if keeps else None
         elif keeps and isinstance(rngs, _nnx.Rngs):
@@ -166,14 +183,41 @@ class MultiHeadAttention(_ForkedRngs, _nnx.MultiHeadAttention):  # type: ignore[
             return super().__call__(*args, rngs=_for_native(source, "dropout"), **kwargs)
 
 
+_RNN_POSITIONAL: Final = ("time_major", "return_carry", "reverse", "keep_order", "unroll", "rngs")
+
+
+class RNN(_nnx.RNN):  # type: ignore[misc]
+    """``nnx.RNN`` that takes flax 0.10's positional ``RNN(cell, time_major, return_carry, ...)``.
+
+    Its RNG handling is the installed flax's own (see the README: recurrent layers are not
+    bridged to 0.11's RNG semantics on flax 0.10).
+    """
+
+    def __init__(self, cell: Any, *args: Any, **kwargs: Any) -> None:
+        """As the native constructor; positional arguments after ``cell`` warn."""
+        if args:
+            kwargs = _positional("RNN", _RNN_POSITIONAL, args, kwargs)
+            _warnings.warn_legacy(
+                "rnn-positional",
+                detail="nnx.RNN(cell, "
+                + ", ".join(f"{name}=..." for name in _RNN_POSITIONAL[: len(args)])
+                + ")",
+            )
+        super().__init__(cell, **kwargs)
+
+
 def _positional(
-    layer: str, names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    layer: str,
+    names: tuple[str, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    offset: int = 1,
 ) -> dict[str, Any]:
     """Maps a layer's flax 0.10 positional arguments to their keywords."""
     if len(args) > len(names):
         raise TypeError(
-            f"nnx.{layer} takes at most {len(names) + 1} positional arguments in its flax 0.10 "
-            f"form, got {len(args) + 1}"
+            f"nnx.{layer} takes at most {len(names) + offset} positional arguments in its "
+            f"flax 0.10 form, got {len(args) + offset}; pass the others by keyword"
         )
     mapped = dict(zip(names, args, strict=False))
     both = sorted(set(mapped) & set(kwargs))

@@ -361,6 +361,7 @@ SHIMS: Final[Mapping[str, str]] = {
     "Object": "nnx_compat._pytree:Object",
     "Optimizer": "nnx_compat._optimizer:Optimizer",
     "Pytree": "nnx_compat._pytree:Pytree",
+    "RNN": "nnx_compat._layers:RNN",
     "Rngs": "nnx_compat._rngs:Rngs",
     "Variable": "nnx_compat._variables:Variable",
     "data": "nnx_compat._containers:data",

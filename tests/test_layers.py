@@ -227,3 +227,33 @@ def test_dropout_positional_form_maps_each_argument() -> None:
         nnx.Dropout(0.5, (0,), broadcast_dims=(1,))
     with pytest.raises(TypeError, match="at most 5 positional"):
         nnx.Dropout(0.5, (0,), True, "dropout", rngs, "extra")
+
+
+def test_multi_head_attention_fifth_positional_is_in_kv_features() -> None:
+    with pytest.warns(LayersDeprecationWarning, match="mha-positional") as caught:
+        mha = nnx.MultiHeadAttention(2, 4, 8, 6, 3, decode=False, rngs=nnx.Rngs(0))  # MHA-5
+    assert caught[0].lineno == line_of(__file__, "MHA-5")
+    assert (mha.qkv_features, mha.out_features, mha.in_kv_features) == (8, 6, 3)
+    assert mha.key.kernel.shape[0] == 3 and mha.value.kernel.shape[0] == 3
+    q, kv = jnp.ones((1, 2, 4)), jnp.ones((1, 5, 3))
+    assert mha(q, kv, kv).shape == (1, 2, 6)
+    plain = nnx.MultiHeadAttention(2, 4, 8, 6, decode=False, rngs=nnx.Rngs(0))  # no warning
+    assert (plain.qkv_features, plain.out_features) == (8, 6)
+    with pytest.raises(TypeError, match="at most 5 positional"):
+        nnx.MultiHeadAttention(2, 4, 8, 6, 3, 4, decode=False, rngs=nnx.Rngs(0))
+
+
+def test_rnn_positional_form_maps_each_argument() -> None:
+    cell = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0))
+    if _versions.feature("LAYERS_FORK_RNGS"):  # flax 0.11 made them keyword-only
+        with pytest.raises(TypeError):
+            upstream.RNN(cell, True)
+    with pytest.warns(LayersDeprecationWarning, match="rnn-positional") as caught:
+        rnn = nnx.RNN(cell, True, True)  # RNN-POSITIONAL
+    assert caught[0].lineno == line_of(__file__, "RNN-POSITIONAL")
+    assert "time_major=..., return_carry=..." in str(caught[0].message)
+    assert rnn.time_major is True and rnn.return_carry is True
+    carry, y = rnn(jnp.ones((4, 1, 2)))  # time major: (time, batch, features)
+    assert y.shape == (4, 1, 3) and carry.shape == (1, 3)
+    with pytest.raises(TypeError, match="both by position and by keyword"):
+        nnx.RNN(cell, True, time_major=False)
