@@ -297,8 +297,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "rnn-positional",
         "layers",
-        "nnx.RNN(cell, return_carry, ...)",
-        "nnx.RNN(cell, return_carry=..., ...)",
+        "nnx.RNN(cell, time_major, return_carry, ...)",
+        "nnx.RNN(cell, time_major=..., return_carry=..., ...)",
         "0.11.0",
         ("RNN",),
     ),
