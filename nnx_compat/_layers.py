@@ -118,12 +118,7 @@ class Dropout(_ForkedRngs, _nnx.Dropout):  # type: ignore[misc]
         rngs)``; flax 0.10's positional ``Dropout(rate, broadcast_dims, ...)`` warns."""
         if args:
             kwargs = _positional("Dropout", _DROPOUT_POSITIONAL, args, kwargs)
-            _warnings.warn_legacy(
-                "dropout-positional",
-                detail="nnx.Dropout(rate, "
-                + ", ".join(f"{name}=..." for name in _DROPOUT_POSITIONAL[: len(args)])
-                + ")",
-            )
+            _warn_positional("dropout-positional", "nnx.Dropout(rate", _DROPOUT_POSITIONAL, args)
         rngs = kwargs.get("rngs")
         stream = kwargs.get("rng_collection", "dropout")
         _check_stream(rngs, stream, "Dropout")
@@ -197,13 +192,16 @@ class RNN(_nnx.RNN):  # type: ignore[misc]
         """As the native constructor; positional arguments after ``cell`` warn."""
         if args:
             kwargs = _positional("RNN", _RNN_POSITIONAL, args, kwargs)
-            _warnings.warn_legacy(
-                "rnn-positional",
-                detail="nnx.RNN(cell, "
-                + ", ".join(f"{name}=..." for name in _RNN_POSITIONAL[: len(args)])
-                + ")",
-            )
+            _warn_positional("rnn-positional", "nnx.RNN(cell", _RNN_POSITIONAL, args)
         super().__init__(cell, **kwargs)
+
+
+def _warn_positional(
+    pattern_id: str, call: str, names: tuple[str, ...], args: tuple[Any, ...]
+) -> None:
+    """Warns with the keyword form of the positional call: ``nnx.RNN(cell, time_major=...)``."""
+    keywords = ", ".join(f"{name}=..." for name in names[: len(args)])
+    _warnings.warn_legacy(pattern_id, detail=f"{call}, {keywords})")
 
 
 def _positional(
