@@ -36,17 +36,27 @@ from nnx_compat._warnings import warnings_policy as warnings_policy
 if _typing.TYPE_CHECKING:
     from nnx_compat import nnx as nnx
     from nnx_compat import tree as tree
+    from nnx_compat._checkpoint import CheckpointError as CheckpointError
+    from nnx_compat._checkpoint import CheckpointMismatchError as CheckpointMismatchError
+    from nnx_compat._checkpoint import CheckpointNote as CheckpointNote
+    from nnx_compat._checkpoint import OptimizerCheckpoint as OptimizerCheckpoint
+    from nnx_compat._checkpoint import fix_checkpoint as fix_checkpoint
+    from nnx_compat._checkpoint import legacy_checkpoint as legacy_checkpoint
     from nnx_compat._pytree import is_nnx_object as is_nnx_object
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointDeprecationWarning",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointNote",
     "Environment",
     "Hit",
     "IncompatibleJaxError",
     "LayersDeprecationWarning",
     "NNXCompatDeprecationWarning",
+    "OptimizerCheckpoint",
     "OptimizerDeprecationWarning",
     "PATTERNS",
     "Pattern",
@@ -58,9 +68,11 @@ __all__ = [
     "VariableDeprecationWarning",
     "__version__",
     "detect",
+    "fix_checkpoint",
     "install",
     "installed",
     "is_nnx_object",
+    "legacy_checkpoint",
     "nnx",
     "print_report",
     "report",
@@ -72,6 +84,18 @@ __all__ = [
 ]
 
 
+_CHECKPOINT = frozenset(
+    {
+        "CheckpointError",
+        "CheckpointMismatchError",
+        "CheckpointNote",
+        "OptimizerCheckpoint",
+        "fix_checkpoint",
+        "legacy_checkpoint",
+    }
+)
+
+
 def __getattr__(name: str) -> _typing.Any:
     # These import flax, so they are loaded on first use, not with the package.
     import importlib
@@ -80,4 +104,6 @@ def __getattr__(name: str) -> _typing.Any:
         return importlib.import_module(f"nnx_compat.{name}")
     if name == "is_nnx_object":
         return importlib.import_module("nnx_compat._pytree").is_nnx_object
+    if name in _CHECKPOINT:
+        return getattr(importlib.import_module("nnx_compat._checkpoint"), name)
     raise AttributeError(f"module 'nnx_compat' has no attribute {name!r}")

@@ -365,6 +365,7 @@ SHIMS: Final[Mapping[str, str]] = {
     "Rngs": "nnx_compat._rngs:Rngs",
     "Variable": "nnx_compat._variables:Variable",
     "data": "nnx_compat._containers:data",
+    "fix_checkpoint": "nnx_compat._checkpoint:fix_checkpoint",
     "fork_rngs": "nnx_compat._rngs:fork_rngs",
     "reseed": "nnx_compat._rngs:reseed",
     "split_rngs": "nnx_compat._rngs:split_rngs",
