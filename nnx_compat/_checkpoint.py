@@ -33,16 +33,20 @@ __all__ = [
     "read",
 ]
 
-#: The flax 0.10 layers that kept the caller's ``Rngs`` as ``self.rngs``.
-LEGACY_RNG_HOLDERS: tuple[str, ...] = (
-    "Dropout",
-    "MultiHeadAttention",
+#: The flax 0.10 layers that kept the caller's ``Rngs`` as ``self.rngs`` when given one
+#: (MultiHeadAttention only with dropout).
+LEGACY_SHARED_RNGS: tuple[str, ...] = ("Dropout", "MultiHeadAttention")
+
+#: The flax 0.10 recurrent cells, which always kept the caller's ``Rngs``.
+LEGACY_CELLS: tuple[str, ...] = (
     "LSTMCell",
     "OptimizedLSTMCell",
     "GRUCell",
     "SimpleCell",
-    "RNN",
 )
+
+#: The flax 0.10 layers that made their own ``Rngs(0)`` (stream ``default``) for the carry.
+LEGACY_OWN_RNGS: tuple[str, ...] = ("RNN",)
 
 #: The top-level names of a flax 0.10 ``Optimizer``'s state.
 _OPTIMIZER_KEYS = frozenset({"model", "opt_state", "step"})
@@ -233,18 +237,35 @@ def _build_target(model_factory: Callable[..., Any], rngs: Any) -> _Target:
     return _abstract(lambda: model_factory(rngs=nnx.clone(rngs)))
 
 
+def rng_init(model_factory: Callable[..., Any], rngs: Any) -> tuple[Callable[..., Any], Any]:
+    """A pure function of ``rngs``' state that builds the model and returns its RNG state.
+
+    Returns ``(init, rng_state)``; ``init(rng_state)`` gives ``(model's RNG state, rngs'
+    state after building)``. Only the RNG state leaves it: under ``jax.jit`` everything else
+    the factory computes (the parameters' initialisation) is dead code, which XLA removes.
+    """
+    nnx = _versions.import_nnx()
+    graphdef, rng_state = nnx.split(rngs)
+
+    def init(rng_state: Any) -> tuple[Any, Any]:
+        local = nnx.merge(graphdef, rng_state)
+        model = model_factory(rngs=local)
+        return nnx.state(model, nnx.RngState), nnx.state(local)
+
+    return init, rng_state
+
+
 def _fresh_rng_state(model_factory: Callable[..., Any], rngs: Any) -> dict[str, Any]:
     """``path -> array`` of the RNG state the factory gives with ``rngs``, under ``jit``.
 
-    Only the RNG state leaves the jitted function: everything else the factory computes (the
-    parameters' initialisation) is dead code, which XLA removes.
+    ``rngs`` advances as building the model advances it.
     """
+    import jax
+
     nnx = _versions.import_nnx()
-
-    def init(rngs: Any) -> Any:
-        return nnx.state(model_factory(rngs=rngs), nnx.RngState)
-
-    fresh = nnx.jit(init)(rngs)
+    init, rng_state = rng_init(model_factory, rngs)
+    fresh, advanced = jax.jit(init)(rng_state)
+    nnx.update(rngs, advanced)
     return {path: _value_of(leaf) for path, leaf in _paths.flatten(fresh).items()}
 
 
@@ -364,6 +385,8 @@ def _fix_model(
     model_factory: Callable[..., Any],
     rngs: Any,
     checkpoint: Any,
+    *,
+    note: bool = True,
 ) -> Any:
     rng_in_checkpoint = {p for p in flat if _is_rng_path(p) and p not in target.rest}
     _mismatch(
@@ -374,7 +397,7 @@ def _fix_model(
         "  Is model_factory the model this checkpoint was saved from, built with the same "
         "sizes? Checkpoints of other models cannot be converted.",
     )
-    if rng_in_checkpoint == target.rng and _fits(flat, target, target.rng):
+    if note and rng_in_checkpoint == target.rng and _fits(flat, target, target.rng):
         warnings.warn(
             f"the checkpoint already has the structure of flax {_versions.detect().flax} for "
             f"{_factory_name(model_factory)}: returned unchanged. Restore it with "
@@ -412,7 +435,7 @@ def _fix_optimizer(
             "Model, rngs=nnx.Rngs(0), tx=optax.adam(1e-3)); nothing was converted"
         )
     model_flat = {p[len("model/") :]: v for p, v in flat.items() if p.startswith("model/")}
-    model_state = _fix_model(model_flat, target, model_factory, rngs, checkpoint=None)
+    model_state = _fix_model(model_flat, target, model_factory, rngs, None, note=False)
     optimizer_target = _optimizer_target(model_factory, rngs, tx, wrt)
     model_values = read(model_state)
     values = {}
@@ -512,69 +535,71 @@ def legacy_checkpoint(
 def _legacy_rng_state(
     target: _Target, model_factory: Callable[..., Any], rngs: Any
 ) -> dict[str, Any]:
-    """The RNG state flax 0.10 keeps: one shared ``Rngs`` per vmapped shape.
+    """The RNG state flax 0.10 keeps for the model.
 
-    Its streams are those of ``rngs`` after building the model (as flax 0.10 saved them); a
-    vmapped copy gets keys split from them and zero counts.
+    The caller's ``Rngs`` (all its streams, as building the model left them) once, where flax
+    0.10's traversal (depth first, attributes by name) first reaches it: the ``rngs`` of the
+    first layer that kept it, or of a module of the model's own that keeps it. A vmapped stack
+    of layers kept the same, unsplit ``Rngs``. Each ``RNN`` its own ``Rngs(0)``.
     """
     import jax
     import jax.numpy as jnp
 
     nnx = _versions.import_nnx()
-    holder_types = tuple(
-        cls for name in LEGACY_RNG_HOLDERS if isinstance(cls := getattr(nnx, name, None), type)
-    )
-    holders: dict[tuple[int, ...], str] = {}  # batch shape -> first holder's path
-    for path in _legacy_order(target.model):
-        node = _at(target.model, path)
-        held = vars(node).get("rngs") if isinstance(node, nnx.Module) else None
-        if not isinstance(node, holder_types) and not isinstance(held, nnx.Rngs):
-            continue
-        prefix = "/".join(f"{p}/" for p in path)
-        own_key = f"{prefix}rngs/key"
-        shape = tuple(target.leaves[own_key].shape) if own_key in target.leaves else ()
-        holders.setdefault(shape, prefix)
-    if not holders:
-        return {}
-    _fresh_rng_state(model_factory, rngs)  # advances rngs as building the model does
-    streams: dict[str, dict[str, Any]] = {}
-    for stream_path, leaf in _paths.flatten(nnx.state(rngs)).items():
-        name, _, field = stream_path.rpartition("/")
-        streams.setdefault(name, {})[field] = _value_of(leaf)
+    shared, own = _legacy_holders(target.model)
     out: dict[str, Any] = {}
-    for shape, prefix in holders.items():
-        for name, stream in sorted(streams.items()):
-            base = f"{prefix}rngs/{name}"
-            if shape:
-                size = 1
-                for n in shape:
-                    size *= n
-                keys = jax.random.split(jax.random.fold_in(stream["key"], stream["count"]), size)
-                out[f"{base}/key"] = keys.reshape(shape)
-                out[f"{base}/count"] = jnp.zeros(shape, jnp.uint32)
-            else:
-                out[f"{base}/key"] = stream["key"]
-                out[f"{base}/count"] = stream["count"]
+    if shared is not None:
+        _fresh_rng_state(model_factory, rngs)  # advances rngs as building the model does
+        for path, leaf in _paths.flatten(nnx.state(rngs)).items():
+            out[f"{shared}/{path}"] = _value_of(leaf)
+    for prefix in own:
+        out[f"{prefix}/default/key"] = jax.random.key(0)
+        out[f"{prefix}/default/count"] = jnp.zeros((), jnp.uint32)
     return out
 
 
-def _legacy_order(model: Any) -> list[tuple[Any, ...]]:
-    """The paths of a model's graph nodes in flax 0.10's traversal order (sorted names)."""
+def _legacy_holders(model: Any) -> tuple[str | None, list[str]]:
+    """Where flax 0.10 stored the shared ``Rngs``, and the ``Rngs`` of its own of each RNN."""
     nnx = _versions.import_nnx()
-    seen: set[int] = set()
-    order: list[tuple[Any, ...]] = []
 
-    def visit(node: Any, path: tuple[Any, ...]) -> None:
+    def of(names: tuple[str, ...]) -> tuple[type, ...]:
+        return tuple(c for n in names if isinstance(c := getattr(nnx, n, None), type))
+
+    shared_types, cells, own_types = (
+        of(LEGACY_SHARED_RNGS),
+        of(LEGACY_CELLS),
+        of(LEGACY_OWN_RNGS),
+    )
+    attention = of(("MultiHeadAttention",))
+    shared: str | None = None
+    own: list[str] = []
+    seen: set[int] = set()
+
+    def visit(node: Any, path: tuple[str, ...]) -> None:
+        nonlocal shared
         if id(node) in seen:
             return
         seen.add(id(node))
-        order.append(path)
-        for name, child in sorted(_children(node).items(), key=lambda kv: str(kv[0])):
-            if isinstance(child, nnx.Module) or _children(child):
-                visit(child, (*path, name))
+        children = _children(node)
+        keeps = isinstance(node, cells) or (
+            isinstance(node, shared_types)
+            and children.get("rngs") is not None
+            and not (isinstance(node, attention) and not getattr(node, "dropout_rate", 0))
+        )
+        for name, child in sorted(children.items(), key=lambda kv: str(kv[0])):
+            here = (*path, str(name))
+            if name == "rngs" and isinstance(node, nnx.Module):
+                if isinstance(node, own_types):
+                    own.append("/".join(here))
+                elif shared is None and (keeps or isinstance(child, nnx.Rngs)):
+                    shared = "/".join(here)
+            elif isinstance(child, nnx.Module) or _children(child):
+                visit(child, here)
+        if keeps and shared is None and "rngs" not in children:
+            shared = "/".join((*path, "rngs"))  # a layer that keeps no stream since 0.11
 
     visit(model, ())
-    return order
+    return shared, own
 
 
 def _children(node: Any) -> dict[Any, Any]:
@@ -586,10 +611,3 @@ def _children(node: Any) -> dict[Any, Any]:
     if isinstance(node, list | tuple):
         return dict(enumerate(node))
     return {}
-
-
-def _at(model: Any, path: tuple[Any, ...]) -> Any:
-    node = model
-    for part in path:
-        node = _children(node)[part]
-    return node
