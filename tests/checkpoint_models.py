@@ -69,6 +69,9 @@ def native_form(name: str) -> Form:
     holds its own forked stream rather than the caller's ``Rngs`` (flax 0.11.0), and
     ``optimizer`` where ``Optimizer.update`` takes the model (flax 0.11.0). ``seed`` and
     ``rnn`` are written the same way for every flax: ``"0.10"`` and ``"0.11"`` build the same.
+    These are nnx_compat's ``LAYERS_FORK_RNGS`` and ``OPTIMIZER_UPDATE_TAKES_MODEL`` probes,
+    repeated so that writing the fixtures never imports nnx_compat (``nnx_compat.nnx``
+    patches flax's ``Variable`` when it is imported).
     """
     import flax.nnx as upstream
 
