@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 import flax.nnx as upstream
@@ -12,11 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnx_compat
 from nnx_compat import _checkpoint, _doctor, _versions, nnx
+from tests import checkpoint_models
 
 LAYERS_FORK = _versions.feature("LAYERS_FORK_RNGS")
 
@@ -77,6 +80,7 @@ sizes = st.tuples(
 # --- the round trip: legacy layout -> fix_checkpoint -> the native model's own state ---------
 
 
+@settings(max_examples=min(settings().max_examples, 6))  # each example compiles 4 programs
 @given(sizes)
 def test_fix_checkpoint_gives_the_state_of_the_model_built_with_rngs(spec: Any) -> None:
     din, dmid, dout, rate, seed = spec
@@ -85,10 +89,10 @@ def test_fix_checkpoint_gives_the_state_of_the_model_built_with_rngs(spec: Any) 
     legacy = nnx_compat.legacy_checkpoint(nnx.state(model), factory, rngs=_rngs(seed))
     if rate is None:  # no layer kept an Rngs: the layouts agree
         with pytest.warns(nnx_compat.CheckpointNote):
-            fixed = nnx.fix_checkpoint(legacy, factory, rngs=_rngs(seed))
-        assert fixed is legacy
-    else:
-        fixed = nnx.fix_checkpoint(legacy, factory, rngs=_rngs(seed))
+            assert nnx.fix_checkpoint(legacy, factory, rngs=_rngs(seed)) is legacy
+        _assert_same(legacy, nnx.state(model))
+        return
+    fixed = nnx.fix_checkpoint(legacy, factory, rngs=_rngs(seed))
     # parameters from the checkpoint, RNG state as the factory makes it: the model's own state
     _assert_same(fixed, nnx.state(model))
 
@@ -329,3 +333,152 @@ def test_legacy_then_fix_is_the_identity_on_parameters() -> None:
         warnings.simplefilter("error")
         legacy = nnx_compat.legacy_checkpoint(nnx.state(model), factory, rngs=_rngs(4))
         _assert_same(nnx.fix_checkpoint(legacy, factory, rngs=_rngs(4)), nnx.state(model))
+
+
+# --- the real checkpoints: written by flax 0.10.7 and 0.12.8 (tests/make_checkpoints.py) ----
+
+FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
+OLD, NEW = FIXTURES / "flax-0.10.7", FIXTURES / "flax-0.12.8"
+
+
+def _factory(name: str) -> Any:
+    return lambda rngs: checkpoint_models.build(nnx, name, rngs, form="0.11").model
+
+
+def _restore(path: Path) -> Any:
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(path.resolve())
+
+
+def _restore_into(path: Path, target: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(path.resolve(), target)
+
+
+def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {p: (tuple(v.shape), str(v.dtype)) for p, v in _checkpoint.read(tree).items()}
+
+
+def _meta_layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    leaves = json.loads((path / "meta.json").read_text())["leaves"]
+    return {
+        leaf["path"].removesuffix("/value"): (tuple(leaf["shape"]), leaf["dtype"])
+        for leaf in leaves
+    }
+
+
+def _params(flat: dict[str, Any]) -> dict[str, Any]:
+    return {p: v for p, v in flat.items() if not _checkpoint._is_rng_path(p)}
+
+
+@pytest.mark.skipif(not LAYERS_FORK, reason="flax 0.10 restores its own checkpoints")
+@pytest.mark.parametrize("name", checkpoint_models.MODELS)
+def test_reproduce_restoring_a_flax_0_10_checkpoint_natively_fails(name: str) -> None:
+    import orbax.checkpoint as ocp
+
+    def build() -> Any:
+        built = checkpoint_models.build(upstream, name, checkpoint_models.rngs(upstream))
+        # a 0.10 Optimizer checkpoint is the Optimizer's state: restore into the new one's
+        return built.model if built.optimizer is None else built.optimizer
+
+    target = upstream.state(upstream.eval_shape(build))
+    # the model's paths differ (dropout/rngs/...); an Optimizer's lost its model/ subtree
+    mismatch = r"Structure mismatch: Target path .* not found|tree structures do not match"
+    with pytest.raises(ValueError, match=mismatch):
+        ocp.StandardCheckpointer().restore((OLD / name / "state").resolve(), target)
+
+
+@pytest.mark.parametrize("name", checkpoint_models.MODELS)
+def test_flax_0_10_checkpoint_restores_bit_for_bit_and_training_continues(name: str) -> None:
+    raw = _restore(OLD / name / "state")
+    factory = _factory(name)
+    rngs = checkpoint_models.rngs(nnx)
+    built = checkpoint_models.build(nnx, name, checkpoint_models.rngs(nnx), form="0.11")
+    if name == "optimizer":
+        tx = optax.sgd(checkpoint_models.LEARNING_RATE, momentum=checkpoint_models.MOMENTUM)
+        model_state, optimizer_state = nnx.fix_checkpoint(raw, factory, rngs=rngs, tx=tx)
+        nnx.update(built.model, model_state)
+        nnx.update(built.optimizer, optimizer_state)
+        got = {f"model/{p}": v for p, v in _checkpoint.read(model_state).items()}
+        got.update(_checkpoint.read(optimizer_state))
+    else:
+        if _layout(nnx.state(built.model)) == _meta_layout(OLD / name):
+            # flax 0.10's recurrent layers keep the caller's Rngs through nnx_compat too
+            with pytest.warns(nnx_compat.CheckpointNote, match="returned unchanged"):
+                assert nnx.fix_checkpoint(raw, factory, rngs=rngs) is raw
+            # so it restores as the note says
+            state = _restore_into(OLD / name / "state", nnx.state(built.model))
+        else:
+            state = nnx.fix_checkpoint(raw, factory, rngs=rngs)
+        nnx.update(built.model, state)
+        got = _checkpoint.read(state)
+    # every array that is not RNG state arrives bit for bit
+    expected = _params(_checkpoint.read(raw))
+    assert _params(got).keys() == expected.keys()
+    for path, value in expected.items():
+        np.testing.assert_array_equal(got[path], value, err_msg=path, strict=True)
+
+    checkpoint_models.set_deterministic(nnx, built)
+    step = checkpoint_models.train_step(nnx, built)
+    x, y = checkpoint_models.batch(name)
+    losses = np.array([step(x, y) for _ in range(3)])
+    continuation = np.load(OLD / name / "continuation.npz")
+    np.testing.assert_allclose(losses, [continuation[f"loss/{i}"] for i in range(3)], rtol=1e-5)
+    after = _checkpoint.read(nnx.state(built.model))
+    for key in continuation.files:
+        if key.startswith("model/"):
+            np.testing.assert_allclose(
+                after[key.removeprefix("model/")], continuation[key], rtol=1e-5, atol=1e-6
+            )
+
+
+@pytest.mark.parametrize("name", checkpoint_models.MODELS)
+def test_rollback_gives_exactly_the_layout_flax_0_10_writes(name: str) -> None:
+    raw = _restore(NEW / name / "state")
+    rngs = checkpoint_models.rngs(nnx)
+    if name == "optimizer":
+        legacy = nnx_compat.legacy_checkpoint(
+            raw["model"], _factory(name), rngs=rngs, optimizer=raw["optimizer"]
+        )
+        params = {f"model/{p}": v for p, v in _checkpoint.read(raw["model"]).items()}
+        params.update(_checkpoint.read(raw["optimizer"]))
+    else:
+        legacy = nnx_compat.legacy_checkpoint(raw, _factory(name), rngs=rngs)
+        params = _checkpoint.read(raw)
+    assert _layout(legacy) == _meta_layout(OLD / name)  # as flax 0.10.7 wrote it
+    got = _checkpoint.read(legacy)
+    for path, value in _params(params).items():
+        np.testing.assert_array_equal(got[path], value, err_msg=path, strict=True)
+
+
+@pytest.mark.skipif(LAYERS_FORK, reason="rolling back: flax 0.10 itself restores it")
+@pytest.mark.parametrize("name", checkpoint_models.MODELS)
+def test_rolled_back_checkpoint_restores_in_flax_0_10_and_training_continues(
+    name: str, tmp_path: Path
+) -> None:
+    import orbax.checkpoint as ocp
+
+    raw = _restore(NEW / name / "state")
+    rngs = checkpoint_models.rngs(nnx)
+    if name == "optimizer":
+        legacy = nnx_compat.legacy_checkpoint(
+            raw["model"], _factory(name), rngs=rngs, optimizer=raw["optimizer"]
+        )
+    else:
+        legacy = nnx_compat.legacy_checkpoint(raw, _factory(name), rngs=rngs)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "state", legacy)
+    checkpointer.wait_until_finished()
+    # flax 0.10.7's own layers and Optimizer, restoring as its users do
+    built = checkpoint_models.build(upstream, name, checkpoint_models.rngs(upstream))
+    target = built.checkpoint(upstream)
+    restored = checkpointer.restore(tmp_path / "state", target)
+    nnx.update(built.optimizer if name == "optimizer" else built.model, restored)
+    checkpoint_models.set_deterministic(upstream, built)
+    step = checkpoint_models.train_step(upstream, built)
+    x, y = checkpoint_models.batch(name)
+    losses = np.array([step(x, y) for _ in range(3)])
+    continuation = np.load(NEW / name / "continuation.npz")
+    np.testing.assert_allclose(losses, [continuation[f"loss/{i}"] for i in range(3)], rtol=1e-5)
