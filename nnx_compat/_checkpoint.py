@@ -374,7 +374,9 @@ def _fix_model(
         "  Is model_factory the model this checkpoint was saved from, built with the same "
         "sizes? Checkpoints of other models cannot be converted.",
     )
-    if rng_in_checkpoint == target.rng and _fits(flat, target, target.rng):
+    # checkpoint is None for an Optimizer checkpoint's model half, which always needs converting
+    unchanged = rng_in_checkpoint == target.rng and _fits(flat, target, target.rng)
+    if checkpoint is not None and unchanged:
         warnings.warn(
             f"the checkpoint already has the structure of flax {_versions.detect().flax} for "
             f"{_factory_name(model_factory)}: returned unchanged. Restore it with "
