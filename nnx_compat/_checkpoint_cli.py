@@ -593,32 +593,34 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
     wrt = None if args.wrt is None else resolve(args.wrt, "--wrt")
     from nnx_compat import _checkpoint
 
-    with ocp.StandardCheckpointer() as ckptr:
-        with progress.stage("restoring SRC") as line:
-            raw, flat = _restore(ckptr, src, "SRC")
-            total = sum(_nbytes(a) for a in flat.values())
-            line.append(f"restored SRC: {len(flat)} arrays, {_size(total)}")
-        with progress.stage("converting") as line:
+    staging: Path | None = None
+    try:
+        # the checkpointer is closed (its background writes done) before staging is removed
+        with ocp.StandardCheckpointer() as ckptr:
+            with progress.stage("restoring SRC") as line:
+                raw, flat = _restore(ckptr, src, "SRC")
+                total = sum(_nbytes(a) for a in flat.values())
+                line.append(f"restored SRC: {len(flat)} arrays, {_size(total)}")
+            with progress.stage("converting") as line:
+                try:
+                    plan, note = _convert(raw, flat, args, factory, tx, wrt)
+                except _checkpoint.CheckpointMismatchError as err:
+                    raise _failed(f"SRC is not a checkpoint of {args.model}: {err}") from None
+                except _Exit:
+                    raise
+                except Exception as err:
+                    raise _failed(f"converting failed: {type(err).__name__}: {err}") from None
+                line.append("converted" if note is None else "no conversion needed")
+            if note is not None and not args.write_unchanged:
+                print(
+                    f"{note}: nothing to convert, nothing written (use SRC as it is, or pass "
+                    "--write-unchanged for a verified copy in DST)"
+                )
+                return EXIT_OK
             try:
-                plan, note = _convert(raw, flat, args, factory, tx, wrt)
-            except _checkpoint.CheckpointMismatchError as err:
-                raise _failed(f"SRC is not a checkpoint of {args.model}: {err}") from None
-            except _Exit:
-                raise
-            except Exception as err:
-                raise _failed(f"converting failed: {type(err).__name__}: {err}") from None
-            line.append("converted" if note is None else "no conversion needed")
-        if note is not None and not args.write_unchanged:
-            print(
-                f"{note}: nothing to convert, nothing written (use SRC as it is, or pass "
-                "--write-unchanged for a verified copy in DST)"
-            )
-            return EXIT_OK
-        try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.nnx-compat-", dir=dst.parent))
-        except OSError as err:
-            raise _usage(f"cannot create a directory beside DST: {err}") from None
-        try:
+                staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.nnx-compat-", dir=dst.parent))
+            except OSError as err:
+                raise _usage(f"cannot create a directory beside DST: {err}") from None
             staged = staging / dst.name
             with progress.stage("writing") as line:
                 try:
@@ -630,9 +632,16 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
             with progress.stage("verifying") as line:
                 _, written = _restore(ckptr, staged, "the DST just written")
                 verified, nbytes, fresh = _verify(plan, flat, written, progress)
-                line.append(f"verified {verified}/{len(written)} arrays")
-            _install(staged, dst, staging)
-        finally:
+                line.append(
+                    f"verified {len(written)} arrays: {verified} equal to SRC's, "
+                    f"{fresh} RNG state as written"
+                )
+            try:
+                _install(staged, dst, staging)
+            except OSError as err:
+                raise _failed(f"moving DST into place failed: {err}; nothing was written") from None
+    finally:
+        if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     src_rng = sum(1 for p in flat if _checkpoint._is_rng_path(p))
     if plan.unchanged:
