@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from nnx_compat import _patterns
+from nnx_compat import _checkpoint_cli, _patterns
 
 __all__ = ["main"]
 
@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true", help="as the README's table")
     fmt.add_argument("--json", action="store_true", help="as JSON")
     patterns.set_defaults(func=_patterns_cmd)
+    _checkpoint_cli.add_parser(sub)
     return parser
 
 

@@ -12,7 +12,8 @@ def test_all_is_sorted_and_complete() -> None:
     public = {name for name in vars(nnx_compat) if not name.startswith("_")} - {
         "annotations"
     }  # from __future__
-    public |= {"__version__", "is_nnx_object", "nnx", "tree"}  # lazy: they import flax
+    # lazy: they import flax
+    public |= {"__version__", "is_nnx_object", "nnx", "tree"} | nnx_compat._CHECKPOINT
     assert set(nnx_compat.__all__) == public
     assert list(nnx_compat.__all__) == sorted(nnx_compat.__all__)
 
