@@ -47,6 +47,8 @@ class Pattern:
         changed_in: The flax release that changed it.
         shims: The ``nnx`` names whose shims bridge it (empty: documented only).
         note: One sentence on what changes in behaviour, if anything.
+        keeps_legacy: nnx_compat keeps the behaviour from before ``changed_in`` by default
+            (the legacy and the new form are the same call), instead of the new semantics.
     """
 
     id: str
@@ -56,6 +58,7 @@ class Pattern:
     changed_in: str
     shims: tuple[str, ...] = ()
     note: str = ""
+    keeps_legacy: bool = False
 
     @property
     def bridged(self) -> bool:
@@ -64,10 +67,13 @@ class Pattern:
 
     def message(self) -> str:
         """The deprecation message: the legacy call, its replacement, the release."""
-        text = (
-            f"{self.legacy} is deprecated since flax {self.changed_in}: use {self.new}. "
-            f"nnx_compat runs it with the flax {self.changed_in} semantics"
+        runs = (
+            f"keeps the behaviour from before flax {self.changed_in}"
+            if self.keeps_legacy
+            else f"runs it with the flax {self.changed_in} semantics"
         )
+        text = f"{self.legacy} is deprecated since flax {self.changed_in}: use {self.new}. "
+        text += f"nnx_compat {runs}"
         if self.note:
             text += f"; {self.note}"
         return f"{text} [nnx-compat: {self.id}]"
@@ -191,10 +197,14 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "state-copies",
         "checkpoint",
-        "nnx.state/nnx.split returning copies, nnx.merge making new Variables",
-        "nnx.state/nnx.split sharing the model's Variables (copy=True for a copy)",
+        "nnx.merge(graphdef, state) making new Variables (captured state merged inside "
+        "jax.grad/jax.jit); nnx.state/nnx.split returning copies",
+        "nnx.merge(graphdef, state, copy=True); a snapshot as nnx.clone(nnx.state(model))",
         "0.11.0",
         ("split", "merge", "state"),
+        "nnx_compat's nnx.state/split/merge copy by default on every flax; copy=False shares "
+        "the model's Variables (flax 0.11+)",
+        keeps_legacy=True,
     ),
     # ---------------------------------------------------------------- pytree
     _P(
@@ -367,8 +377,11 @@ SHIMS: Final[Mapping[str, str]] = {
     "data": "nnx_compat._containers:data",
     "fix_checkpoint": "nnx_compat._checkpoint:fix_checkpoint",
     "fork_rngs": "nnx_compat._rngs:fork_rngs",
+    "merge": "nnx_compat._state:merge",
     "reseed": "nnx_compat._rngs:reseed",
+    "split": "nnx_compat._state:split",
     "split_rngs": "nnx_compat._rngs:split_rngs",
+    "state": "nnx_compat._state:state",
     "vmap": "nnx_compat._transforms:vmap",
 }
 

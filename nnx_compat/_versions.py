@@ -408,6 +408,25 @@ def transforms_graph_arg(nnx: Any) -> bool:
     return "graph" in inspect.signature(nnx.jit).parameters
 
 
+@_probe
+def state_shares_variables(nnx: Any) -> bool:
+    """``nnx.state``/``nnx.split`` return the model's own Variables (flax 0.11.0)."""
+    import numpy as np
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.param = nnx.Param(np.zeros((), np.float32))
+
+    probe = _Probe()
+    return nnx.graph.state(probe)["param"] is probe.param
+
+
+@_probe
+def merge_copy_arg(nnx: Any) -> bool:
+    """``nnx.merge(..., copy=)`` chooses new or shared Variables (flax 0.11.0)."""
+    return "copy" in inspect.signature(nnx.graph.merge).parameters
+
+
 @functools.cache
 def variable_leaf_types() -> tuple[type, ...]:
     """The classes a state's leaves can have: ``Variable``, and 0.10's ``VariableState``.

@@ -1,8 +1,9 @@
 """One fixed program, run in every flax environment, then compared across them.
 
 ``python -m tests.crossversion run DIR`` runs the migration guide's scan-over-layers MLP (its
-0.10 and 0.11 forms) and its optimizer example (0.10 form, 3 SGD steps with dropout on)
-through ``nnx_compat.nnx`` and writes every output and state array to
+0.10 and 0.11 forms), its optimizer example (0.10 form, 3 SGD steps with dropout on) and NNX
+Basics' functional API training loop (captured state merged inside ``jax.grad``) through
+``nnx_compat.nnx`` and writes every output and state array to
 ``DIR/flax-<version>.json``. ``python -m tests.crossversion compare DIR`` then checks that the
 results of the flax versions in ``EXPECTED`` agree:
 
@@ -33,6 +34,7 @@ def results() -> dict[str, Any]:
     import optax
 
     from nnx_compat import _doctor, nnx, warnings_policy
+    from tests import strategies
 
     out: dict[str, Any] = {}
     with warnings_policy("ignore"):
@@ -43,6 +45,14 @@ def results() -> dict[str, Any]:
         # would scale that rounding noise up to its learning rate.
         trained = _doctor.seed_optimizer_program(nnx, "0.10", steps=3, tx=optax.sgd(0.1))
         out.update({f"optimizer-0.10/{k}": v for k, v in trained.items()})
+        # NNX Basics' functional API, merging captured state inside jax.grad under jax.jit
+        models = {
+            "counter": strategies.stateful_linear(),
+            "mlp": strategies.MLP.build(strategies.ModelSpec(3, (8,), 2, True, 0.0, 2, 0)),
+        }
+        for name, model in models.items():
+            functional = strategies.functional_program(nnx, model, form="legacy", lr=0.01)
+            out.update({f"functional-{name}/{k}": v for k, v in functional.items()})
     return out
 
 

@@ -125,3 +125,83 @@ def assert_bitwise_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> 
         x, y = a[path], b[path]
         assert x.dtype == y.dtype and x.shape == y.shape, path
         assert np.array_equal(x, y, equal_nan=True), (path, x, y)
+
+
+# --- the NNX Basics functional API (flax 0.10) ---------------------------------------------
+
+
+class Count(upstream.Variable):  # type: ignore[misc]
+    pass
+
+
+class StatefulLinear(upstream.Module):  # type: ignore[misc]
+    """The NNX Basics guide's Functional API example (flax 0.10): a counter mutated per call."""
+
+    def __init__(self, din: int, dout: int, *, rngs: Any) -> None:
+        self.w = upstream.Param(jax.random.uniform(rngs(), (din, dout)))
+        self.b = upstream.Param(jnp.zeros((dout,)))
+        self.count = Count(jnp.array(0))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self.count[...] = self.count[...] + 1
+        return x @ self.w[...] + self.b[...]
+
+
+def functional_program(
+    ns: Any, model: Any, *, form: str, steps: int = 3, lr: float = 0.1, seed: int = 1
+) -> dict[str, np.ndarray]:
+    """flax 0.10's functional API training loop: ``merge`` inside ``jax.grad`` under ``jax.jit``.
+
+    ``form``: ``"legacy"`` merges the captured non-parameter state (flax 0.10's guides);
+    ``"copy"`` is the same with ``copy=True`` (its 0.11 form); ``"nnx-grad"`` merges under
+    ``jax.jit`` only and differentiates with ``nnx.value_and_grad``, which every flax runs
+    natively.
+    """
+    graphdef, params, rest = ns.split(model, ns.Param, ...)
+    kx, ky = jax.random.split(jax.random.key(seed))
+    din, dout = model_dims(model)
+    x = jax.random.normal(kx, (4, din))
+    y = jax.random.normal(ky, (4, dout))
+
+    def loss(model: Any) -> jax.Array:
+        return jnp.mean((model(x) - y) ** 2)
+
+    @jax.jit
+    def train_step(params: Any, rest: Any) -> tuple[jax.Array, Any, Any]:
+        if form == "nnx-grad":
+            model = ns.merge(graphdef, params, rest)
+            value, grads = ns.value_and_grad(loss)(model)
+            _, _, rest = ns.split(model, ns.Param, ...)
+        else:
+
+            def loss_fn(params: Any) -> tuple[jax.Array, Any]:
+                if form == "legacy":
+                    model = ns.merge(graphdef, params, rest)  # CAPTURED-MERGE
+                else:
+                    model = ns.merge(graphdef, params, rest, copy=True)
+                value = loss(model)
+                _, _, new_rest = ns.split(model, ns.Param, ...)
+                return value, new_rest
+
+            (value, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return value, params, rest
+
+    out: dict[str, np.ndarray] = {}
+    for i in range(steps):
+        value, params, rest = train_step(params, rest)
+        out[f"loss/{i}"] = np.asarray(value)
+    ns.update(model, params, rest)
+    out.update(flat_arrays(ns.state(model)))
+    return out
+
+
+def model_dims(model: Any) -> tuple[int, int]:
+    """Input and output width of a :class:`StatefulLinear` or an :class:`MLP`."""
+    if isinstance(model, StatefulLinear):
+        return int(model.w.shape[0]), int(model.w.shape[1])
+    return model.spec.din, model.spec.dout
+
+
+def stateful_linear(seed: int = 0) -> StatefulLinear:
+    return StatefulLinear(3, 5, rngs=upstream.Rngs(seed))

@@ -200,6 +200,8 @@ _EXPECTED_FEATURES = {
         EAGER_SHARDING=False,
         TRANSFORMS_GRAPH_ARG=False,
         GRAPH_MODE_CONTEXT=False,
+        STATE_SHARES_VARIABLES=False,
+        MERGE_COPY_ARG=False,
     ),
     "0.11": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -224,6 +226,8 @@ _EXPECTED_FEATURES = {
         EAGER_SHARDING=False,
         TRANSFORMS_GRAPH_ARG=False,
         GRAPH_MODE_CONTEXT=False,
+        STATE_SHARES_VARIABLES=True,
+        MERGE_COPY_ARG=True,
     ),
     "0.12": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -248,6 +252,8 @@ _EXPECTED_FEATURES = {
         EAGER_SHARDING=True,
         TRANSFORMS_GRAPH_ARG=True,
         GRAPH_MODE_CONTEXT=True,
+        STATE_SHARES_VARIABLES=True,
+        MERGE_COPY_ARG=True,
     ),
 }
 _PINNED = {"0.10.7", "0.11.2", "0.12.8"}

@@ -1,0 +1,330 @@
+"""``nnx.split``/``state``/``merge``: flax 0.10's copies on every flax, ``copy=`` both ways."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any
+
+import flax
+import flax.nnx as upstream
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnx_compat
+from nnx_compat import _versions, nnx
+from nnx_compat._warnings import CheckpointDeprecationWarning
+from tests import strategies
+from tests.hlo import lowered_text
+from tests.markers import line_of
+from tests.strategies import (
+    MLP,
+    Count,
+    ModelSpec,
+    assert_bitwise_equal,
+    flat_arrays,
+    functional_program,
+    model_dims,
+    model_specs,
+    stateful_linear,
+)
+
+NativeOptimizer = upstream.Optimizer  # before any install()
+
+# flax 0.11.0: states share the model's Variables, merge shares them unless copy=True
+SHARES = _versions.feature("STATE_SHARES_VARIABLES")
+needs_sharing = pytest.mark.skipif(not SHARES, reason="flax 0.10's states are always copies")
+only_copies = pytest.mark.skipif(SHARES, reason="flax 0.11+ can share Variables")
+
+
+# --- reproductions on the installed flax ----------------------------------------------------
+
+
+@needs_sharing
+def test_captured_merge_under_grad_fails_natively(upstream_variable: None) -> None:
+    with pytest.raises(flax.errors.TraceContextError, match="Cannot mutate Count"):
+        functional_program(upstream, stateful_linear(), form="legacy")
+
+
+@only_copies
+def test_captured_merge_under_grad_runs_natively_on_flax_010(upstream_variable: None) -> None:
+    native = functional_program(upstream, stateful_linear(), form="legacy")
+    assert native["count"] == 3
+
+
+def test_captured_merge_under_grad_runs_and_equals_flax_010() -> None:
+    expected = functional_program(upstream, stateful_linear(), form="nnx-grad")
+    warns = pytest.warns(CheckpointDeprecationWarning, match="state-copies")
+    with warns if SHARES else contextlib.nullcontext():
+        legacy = functional_program(nnx, stateful_linear(), form="legacy")
+    assert legacy["count"] == 3
+    assert_bitwise_equal(legacy, expected)
+    if not SHARES:  # flax 0.10 itself
+        assert_bitwise_equal(legacy, functional_program(upstream, stateful_linear(), form="legacy"))
+
+
+def snapshot_program(ns: Any, model: Any, *, steps: int = 2) -> dict[str, np.ndarray]:
+    """Takes ``nnx.state(model)``, trains the model in place, then restores the snapshot."""
+    snapshot = ns.state(model)
+    x = jnp.ones((4, model_dims(model)[0]))
+
+    @ns.jit
+    def step(model: Any) -> None:
+        grads = ns.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+        ns.update(model, jax.tree.map(lambda p, g: p - 0.1 * g, ns.state(model, ns.Param), grads))
+
+    for _ in range(steps):
+        step(model)
+    ns.update(model, snapshot)
+    return flat_arrays(ns.state(model))
+
+
+@needs_sharing
+def test_snapshot_moves_with_the_model_natively() -> None:
+    model = stateful_linear()
+    before = flat_arrays(upstream.state(model))
+    restored = snapshot_program(upstream, model)
+    assert restored["count"] == 2  # nothing was restored
+    assert not np.array_equal(restored["w"], before["w"])
+
+
+@needs_sharing
+def test_clone_is_the_native_snapshot() -> None:
+    """The new form the warning and the README name for a snapshot on flax 0.11+."""
+    model = stateful_linear()
+    before = flat_arrays(upstream.state(model))
+    snapshot = upstream.clone(upstream.state(model))
+    model(jnp.ones((1, 3)))
+    upstream.update(model, snapshot)
+    assert_bitwise_equal(flat_arrays(upstream.state(model)), before)
+
+
+def test_snapshot_restores_through_nnx_compat() -> None:
+    model = stateful_linear()
+    before = flat_arrays(upstream.state(model))
+    assert_bitwise_equal(snapshot_program(nnx, model), before)
+    if not SHARES:
+        model = stateful_linear()
+        assert_bitwise_equal(snapshot_program(upstream, model), before)
+
+
+# --- property tests -------------------------------------------------------------------------
+
+#: Each example compiles two or three training programs: a third of the profile's examples.
+few_examples = settings(max_examples=max(3, settings().max_examples // 3))
+
+
+@few_examples
+@given(spec=model_specs(), steps=st.integers(1, 3), lr=st.sampled_from([0.01, 0.1]))
+def test_functional_api_legacy_equals_native_nnx_grad_form(
+    spec: ModelSpec, steps: int, lr: float
+) -> None:
+    """Counters, BatchNorm statistics and dropout RNG counts mutated inside ``jax.grad``."""
+    native = functional_program(upstream, MLP.build(spec), form="nnx-grad", steps=steps, lr=lr)
+    with nnx_compat.warnings_policy("ignore"):
+        legacy = functional_program(nnx, MLP.build(spec), form="legacy", steps=steps, lr=lr)
+    assert legacy["calls"] == steps
+    assert_bitwise_equal(legacy, native)
+    if SHARES:  # the 0.11 form of the legacy program, natively
+        native_copy = functional_program(upstream, MLP.build(spec), form="copy", steps=steps, lr=lr)
+        assert_bitwise_equal(legacy, native_copy)
+
+
+@few_examples
+@given(spec=model_specs(), steps=st.integers(1, 2))
+def test_snapshot_property(spec: ModelSpec, steps: int) -> None:
+    model = MLP.build(spec)
+    before = flat_arrays(upstream.state(model))
+    assert_bitwise_equal(snapshot_program(nnx, model, steps=steps), before)
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+@needs_sharing
+def test_warning_lands_at_the_merge_line() -> None:
+    with pytest.warns(CheckpointDeprecationWarning, match=r"count .*TraceContextError") as caught:
+        functional_program(nnx, stateful_linear(), form="legacy")
+    (hit,) = [w for w in caught if "state-copies" in str(w.message)]
+    assert hit.filename == strategies.__file__
+    assert hit.lineno == line_of(strategies.__file__, "CAPTURED-MERGE")
+    (reported,) = nnx_compat.report()
+    assert (reported.pattern, reported.lineno) == ("state-copies", hit.lineno)
+
+
+def test_no_warning_where_copying_changes_nothing() -> None:
+    # merged where it was passed in (jit's arguments), or copy=True is explicit
+    functional_program(nnx, stateful_linear(), form="nnx-grad")
+    functional_program(nnx, stateful_linear(), form="copy")
+    model = stateful_linear()
+    graphdef, state = nnx.split(model)
+    nnx.merge(graphdef, state)
+    jax.jit(lambda s: nnx.merge(graphdef, s)(jnp.ones((1, 3))))(state)
+    assert nnx_compat.report() == ()
+
+
+# --- copy= ----------------------------------------------------------------------------------
+
+
+def _variables(tree: Any) -> list[Any]:
+    leaf_types = _versions.variable_leaf_types()
+    return jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, leaf_types))
+
+
+@pytest.mark.parametrize("copy", [None, True])
+def test_copies_by_default_and_with_copy_true(copy: bool | None) -> None:
+    model = stateful_linear()
+    kwargs = {} if copy is None else {"copy": copy}
+    own = (model.w, model.b, model.count)
+    graphdef, params, counts = nnx.split(model, nnx.Param, Count, **kwargs)
+    state = nnx.state(model, **kwargs)
+    copies = _variables(state) + _variables(params) + _variables(counts)
+    assert len(copies) == 6
+    assert not any(c is v for c in copies for v in own)
+    merged = nnx.merge(graphdef, params, counts, **kwargs)
+    assert not any(getattr(merged, n) is c for n in ("w", "b", "count") for c in copies)
+    # the arrays themselves are not copied
+    assert jax.tree.leaves(state)[0] is jax.tree.leaves(upstream.state(model))[0]
+
+
+def test_copies_keep_paths_types_and_order() -> None:
+    model = MLP.build(ModelSpec(3, (4,), 2, True, 0.1, 2, 0))
+    native = upstream.state(model, upstream.Param, ...)
+    copied = nnx.state(model, nnx.Param, ...)
+    for a, b in zip(native, copied, strict=True):
+        assert type(a) is type(b)
+        assert list(flat_arrays(a)) == list(flat_arrays(b))
+        assert [type(v) for v in _variables(a)] == [type(v) for v in _variables(b)]
+        assert_bitwise_equal(flat_arrays(a), flat_arrays(b))
+
+
+def test_shared_variables_stay_shared_after_merge() -> None:
+    class Tied(upstream.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.a = upstream.Param(jnp.ones((2,)))
+            self.b = self.a
+
+    merged = nnx.merge(*nnx.split(Tied()))
+    assert merged.a is merged.b
+
+
+@needs_sharing
+def test_copy_false_shares_the_models_variables() -> None:
+    model = stateful_linear()
+    assert nnx.state(model, copy=False)["w"] is model.w
+    graphdef, params, rest = nnx.split(model, nnx.Param, ..., copy=False)
+    assert params["w"] is model.w and rest["count"] is model.count
+    assert nnx.merge(graphdef, params, rest, copy=False).w is model.w
+
+
+@only_copies
+@pytest.mark.parametrize("name", ["split", "state", "merge"])
+def test_copy_false_on_flax_010_names_the_requirement(name: str) -> None:
+    model = stateful_linear()
+    graphdef, state = nnx.split(model)
+    call = {
+        "split": lambda: nnx.split(model, copy=False),
+        "state": lambda: nnx.state(model, copy=False),
+        "merge": lambda: nnx.merge(graphdef, state, copy=False),
+    }[name]
+    with pytest.raises(TypeError, match=rf"nnx\.{name}\(\.\.\., copy=False\).*flax 0\.11"):
+        call()
+
+
+@pytest.mark.parametrize("name", ["split", "state", "merge"])
+def test_signature_is_the_installed_flaxs_plus_copy(name: str) -> None:
+    native = inspect.signature(getattr(upstream, name)).parameters
+    shim = inspect.signature(getattr(nnx, name)).parameters
+    assert [n for n in shim if n != "copy"] == [n for n in native if n != "copy"]
+    assert shim["copy"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert shim["copy"].default is None
+
+
+# --- flax's own code, and compiled code -----------------------------------------------------
+
+
+def test_flax_internals_keep_their_semantics_under_install() -> None:
+    spec = ModelSpec(3, (4,), 2, True, 0.0, 0, 0)
+    results = []
+    for installed in (False, True):
+        if installed:
+            nnx_compat.install()
+        try:
+            assert (upstream.state is nnx.state) == installed
+            model = MLP.build(spec)
+            if SHARES:
+                optimizer = NativeOptimizer(model, optax.adam(1e-2), wrt=upstream.Param)
+            else:
+                optimizer = NativeOptimizer(model, optax.adam(1e-2))
+
+            @upstream.jit
+            def step(model: Any, optimizer: Any) -> None:
+                grads = upstream.grad(lambda m: jnp.mean(m(jnp.ones((2, 3))) ** 2))(model)
+                if SHARES:
+                    optimizer.update(model, grads)
+                else:
+                    optimizer.update(grads)
+
+            for _ in range(2):
+                step(model, optimizer)
+            results.append(flat_arrays(upstream.state(model)))
+            if hasattr(upstream, "WeightNorm"):  # flax 0.12: updates nnx.state()'s Variables
+                layer = upstream.WeightNorm(
+                    upstream.Linear(2, 3, rngs=upstream.Rngs(0)), rngs=upstream.Rngs(1)
+                )
+                results.append({"wn": np.asarray(layer(jnp.ones((1, 2))))})
+        finally:
+            nnx_compat.uninstall()
+    assert_bitwise_equal(results[0], results[2 if len(results) == 4 else 1])
+    if len(results) == 4:
+        assert_bitwise_equal(results[1], results[3])
+
+
+def test_forward_lowers_to_the_native_hlo() -> None:
+    """The guide's jitted forward (split, merge inside jit, split again): copies add nothing."""
+    model = stateful_linear()
+
+    def forward(ns: Any) -> Any:
+        graphdef, state = ns.split(model)
+
+        def f(state: Any, x: jax.Array) -> tuple[jax.Array, Any]:
+            m = ns.merge(graphdef, state)
+            y = m(x)
+            _, state = ns.split(m)
+            return y, state
+
+        return f, state
+
+    native, state = forward(upstream)
+    shim, _ = forward(nnx)
+    x = jnp.ones((1, 3))
+    assert lowered_text(shim, state, x) == lowered_text(native, state, x)
+
+
+def test_legacy_training_step_lowers_to_the_native_hlo() -> None:
+    """The captured merge through nnx_compat compiles as its native 0.11 form (0.10: itself)."""
+    model = stateful_linear()
+    graphdef, params, rest = upstream.split(model, upstream.Param, ...)
+    x = jnp.ones((2, 3))
+
+    def step(ns: Any, copy: bool | None) -> Any:
+        kwargs = {} if copy is None else {"copy": copy}
+
+        def f(params: Any, rest: Any) -> Any:
+            def loss_fn(params: Any) -> Any:
+                m = ns.merge(graphdef, params, rest, **kwargs)
+                return jnp.mean(m(x) ** 2), ns.split(m, ns.Param, ...)[2]
+
+            return jax.grad(loss_fn, has_aux=True)(params)
+
+        return f
+
+    native = step(upstream, True if SHARES else None)
+    with nnx_compat.warnings_policy("ignore"):
+        shim_text = lowered_text(step(nnx, None), params, rest)
+    assert shim_text == lowered_text(native, params, rest)
