@@ -178,12 +178,7 @@ def _is_rng_path(path: str) -> bool:
 
 
 def _describe(leaf: Any) -> str:
-    import jax
-
-    dtype = leaf.dtype
-    if jax.numpy.issubdtype(dtype, jax.dtypes.prng_key):
-        dtype = f"key<{jax.random.key_impl(leaf) if hasattr(leaf, 'ndim') else '?'}>"
-    return f"{dtype}{list(leaf.shape)}"
+    return f"{leaf.dtype}{list(leaf.shape)}"  # a key array's dtype reads key<fry>
 
 
 def _listing(items: Iterable[str]) -> str:
@@ -388,15 +383,7 @@ def _fix_model(
     *,
     note: bool = True,
 ) -> Any:
-    rng_in_checkpoint = {p for p in flat if _is_rng_path(p) and p not in target.rest}
-    _mismatch(
-        f"the model {_factory_name(model_factory)} builds",
-        flat,
-        {p: target.leaves[p] for p in target.rest},
-        rng_in_checkpoint,
-        "  Is model_factory the model this checkpoint was saved from, built with the same "
-        "sizes? Checkpoints of other models cannot be converted.",
-    )
+    rng_in_checkpoint = _check_model(flat, target, model_factory)
     if note and rng_in_checkpoint == target.rng and _fits(flat, target, target.rng):
         warnings.warn(
             f"the checkpoint already has the structure of flax {_versions.detect().flax} for "
@@ -410,6 +397,22 @@ def _fix_model(
     if target.rng:
         values.update(_fresh_rng_state(model_factory, rngs))
     return _filled(target, values)
+
+
+def _check_model(
+    flat: Mapping[str, Any], target: _Target, model_factory: Callable[..., Any]
+) -> set[str]:
+    """The checkpoint's RNG paths; raises unless the rest is exactly the model's."""
+    rng_in_checkpoint = {p for p in flat if _is_rng_path(p) and p not in target.rest}
+    _mismatch(
+        f"the model {_factory_name(model_factory)} builds",
+        flat,
+        {p: target.leaves[p] for p in target.rest},
+        rng_in_checkpoint,
+        "  Is model_factory the model this checkpoint was saved from, built with the same "
+        "sizes? Checkpoints of other models cannot be converted.",
+    )
+    return rng_in_checkpoint
 
 
 def _fits(flat: Mapping[str, Any], target: _Target, paths: Iterable[str]) -> bool:
@@ -504,14 +507,7 @@ def legacy_checkpoint(
     """
     flat = read(checkpoint)
     target = _build_target(model_factory, rngs)
-    rng_in_checkpoint = {p for p in flat if _is_rng_path(p) and p not in target.rest}
-    _mismatch(
-        f"the model {_factory_name(model_factory)} builds",
-        flat,
-        {p: target.leaves[p] for p in target.rest},
-        rng_in_checkpoint,
-        "  Is model_factory the model this checkpoint was saved from?",
-    )
+    _check_model(flat, target, model_factory)
     out = {p: flat[p] for p in sorted(target.rest)}
     out.update(_legacy_rng_state(target, model_factory, rngs))
     if optimizer is not None:

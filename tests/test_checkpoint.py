@@ -369,6 +369,17 @@ def _meta_layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     }
 
 
+def _continue(namespace: Any, built: Any, fixture: Path) -> Any:
+    """Trains ``built`` 3 more steps, dropout off; the losses must be the fixture's."""
+    checkpoint_models.set_deterministic(namespace, built)
+    step = checkpoint_models.train_step(namespace, built)
+    x, y = checkpoint_models.batch(built.name)
+    losses = np.array([step(x, y) for _ in range(3)])
+    continuation = np.load(fixture / "continuation.npz")
+    np.testing.assert_allclose(losses, [continuation[f"loss/{i}"] for i in range(3)], rtol=1e-5)
+    return continuation
+
+
 def _params(flat: dict[str, Any]) -> dict[str, Any]:
     return {p: v for p, v in flat.items() if not _checkpoint._is_rng_path(p)}
 
@@ -420,12 +431,7 @@ def test_flax_0_10_checkpoint_restores_bit_for_bit_and_training_continues(name: 
     for path, value in expected.items():
         np.testing.assert_array_equal(got[path], value, err_msg=path, strict=True)
 
-    checkpoint_models.set_deterministic(nnx, built)
-    step = checkpoint_models.train_step(nnx, built)
-    x, y = checkpoint_models.batch(name)
-    losses = np.array([step(x, y) for _ in range(3)])
-    continuation = np.load(OLD / name / "continuation.npz")
-    np.testing.assert_allclose(losses, [continuation[f"loss/{i}"] for i in range(3)], rtol=1e-5)
+    continuation = _continue(nnx, built, OLD / name)
     after = _checkpoint.read(nnx.state(built.model))
     for key in continuation.files:
         if key.startswith("model/"):
@@ -476,9 +482,4 @@ def test_rolled_back_checkpoint_restores_in_flax_0_10_and_training_continues(
     target = built.checkpoint(upstream)
     restored = checkpointer.restore(tmp_path / "state", target)
     nnx.update(built.optimizer if name == "optimizer" else built.model, restored)
-    checkpoint_models.set_deterministic(upstream, built)
-    step = checkpoint_models.train_step(upstream, built)
-    x, y = checkpoint_models.batch(name)
-    losses = np.array([step(x, y) for _ in range(3)])
-    continuation = np.load(NEW / name / "continuation.npz")
-    np.testing.assert_allclose(losses, [continuation[f"loss/{i}"] for i in range(3)], rtol=1e-5)
+    _continue(upstream, built, NEW / name)
