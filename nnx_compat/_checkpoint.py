@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointNote",
     "OptimizerCheckpoint",
     "fix_checkpoint",
+    "is_rng_path",
     "legacy_checkpoint",
     "read",
 ]
@@ -167,7 +168,7 @@ def _is_array(leaf: Any) -> bool:
     return hasattr(leaf, "shape") and hasattr(leaf, "dtype")
 
 
-def _is_rng_path(path: str) -> bool:
+def is_rng_path(path: str) -> bool:
     """Whether a checkpoint path is RNG state in any generation's layout.
 
     0.10: ``.../rngs/<stream>/{key,count}``; 0.11+: ``.../rngs/{key,count}``; a module's own
@@ -403,7 +404,7 @@ def _check_model(
     flat: Mapping[str, Any], target: _Target, model_factory: Callable[..., Any]
 ) -> set[str]:
     """The checkpoint's RNG paths; raises unless the rest is exactly the model's."""
-    rng_in_checkpoint = {p for p in flat if _is_rng_path(p) and p not in target.rest}
+    rng_in_checkpoint = {p for p in flat if is_rng_path(p) and p not in target.rest}
     _mismatch(
         f"the model {_factory_name(model_factory)} builds",
         flat,

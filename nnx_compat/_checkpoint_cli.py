@@ -386,7 +386,7 @@ class _Plan:
         for dst_prefix, src_prefix in self.renames:
             if path.startswith(dst_prefix):
                 candidate = src_prefix + path[len(dst_prefix) :]
-                if candidate in src and (self.unchanged or not _checkpoint._is_rng_path(candidate)):
+                if candidate in src and (self.unchanged or not _checkpoint.is_rng_path(candidate)):
                     return candidate
         return None
 
@@ -397,7 +397,7 @@ class _Plan:
         return {
             path
             for path in src
-            if (self.unchanged or not _checkpoint._is_rng_path(path))
+            if (self.unchanged or not _checkpoint.is_rng_path(path))
             and not path.startswith(self.ignored)
         }
 
@@ -643,7 +643,7 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    src_rng = sum(1 for p in flat if _checkpoint._is_rng_path(p))
+    src_rng = sum(1 for p in flat if _checkpoint.is_rng_path(p))
     if plan.unchanged:
         rng = f"RNG state carried over unchanged: {src_rng} arrays"
     else:

@@ -14,7 +14,8 @@ These shims copy by default on every flax, as flax 0.10 did: only the Variable o
 copied (arrays are immutable), so under ``jit`` the program and its lowered HLO are unchanged.
 ``copy=False`` gives flax 0.11's sharing where the installed flax has it, and raises a
 ``TypeError`` naming the requirement on flax 0.10. Calls made by flax's own code (and by
-nnx_compat's) get the installed flax's semantics, so ``install()`` does not change what flax's
+nnx_compat's and its other upstreams', as ``_warnings.called_from_user`` tells) get the installed
+flax's semantics, so ``install()`` does not change what flax's
 ``Optimizer`` or ``WeightNorm`` do with them.
 
 A merge warns (``state-copies``) only where copying changed what the installed flax would have
@@ -25,8 +26,6 @@ flax 0.11+ would have shared and refused to mutate.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
@@ -47,18 +46,8 @@ _SHARES: Final = _versions.feature("STATE_SHARES_VARIABLES")
 #: flax 0.11.0: nnx.merge takes copy=.
 _MERGE_COPY_ARG: Final = _versions.feature("MERGE_COPY_ARG")
 
-_OWN_DIRS: Final = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
-    for module in (sys.modules["flax"], sys.modules["nnx_compat"])
-    if module.__file__
-)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _called_internally(depth: int = 2) -> bool:
-    """Whether the shim's caller (``depth`` frames up) is flax's or nnx_compat's own code."""
-    return sys._getframe(depth).f_code.co_filename.startswith(_OWN_DIRS)
 
 
 def _require_sharing(function: str) -> None:
@@ -130,7 +119,7 @@ def split(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> 
     if copy is False:
         _require_sharing("split")
     graphdef, *states = _native_split(node, *filters, **kwargs)
-    if _SHARES and copy is not False and (copy or not _called_internally()):
+    if _SHARES and copy is not False and (copy or _warnings.called_from_user()):
         states = [_copy_variables(s) for s in states]
     return (graphdef, *states)
 
@@ -153,7 +142,7 @@ def state(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> 
     if copy is False:
         _require_sharing("state")
     states = _native_state(node, *filters, **kwargs)
-    if _SHARES and copy is not False and (copy or not _called_internally()):
+    if _SHARES and copy is not False and (copy or _warnings.called_from_user()):
         return _copy_variables(states)
     return states
 
@@ -178,7 +167,7 @@ def merge(graphdef: Any, /, *states: Any, copy: bool | None = None, **kwargs: An
             _require_sharing("merge")
         return _native_merge(graphdef, *states, **kwargs)
     if copy is None:
-        if _called_internally():
+        if not _warnings.called_from_user():
             return _native_merge(graphdef, *states, **kwargs)
         outer = _outer_trace_paths(states) if _SHARES else []
         if outer:

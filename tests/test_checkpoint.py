@@ -381,7 +381,7 @@ def _continue(namespace: Any, built: Any, fixture: Path) -> Any:
 
 
 def _params(flat: dict[str, Any]) -> dict[str, Any]:
-    return {p: v for p, v in flat.items() if not _checkpoint._is_rng_path(p)}
+    return {p: v for p, v in flat.items() if not _checkpoint.is_rng_path(p)}
 
 
 @pytest.mark.skipif(not LAYERS_FORK, reason="flax 0.10 restores its own checkpoints")

@@ -90,11 +90,11 @@ def _assert_same_bits(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 def _params(state: dict[str, Any]) -> dict[str, Any]:
-    return {p: a for p, a in state.items() if not _checkpoint._is_rng_path(p)}
+    return {p: a for p, a in state.items() if not _checkpoint.is_rng_path(p)}
 
 
 def _rng(state: dict[str, Any]) -> dict[str, Any]:
-    return {p: a for p, a in state.items() if _checkpoint._is_rng_path(p)}
+    return {p: a for p, a in state.items() if _checkpoint.is_rng_path(p)}
 
 
 def test_converts_a_model_checkpoint(
