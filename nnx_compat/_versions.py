@@ -361,9 +361,13 @@ def variable_inplace_raises(nnx: Any) -> bool:
 
 @_probe
 def layers_fork_rngs(nnx: Any) -> bool:
-    """Layers hold a forked ``RngStream`` instead of the caller's ``Rngs`` (flax 0.11.0)."""
-    rngs = nnx.Rngs(0)
-    return getattr(nnx.Dropout(0.5, rngs=rngs), "rngs", None) is not rngs
+    """Layers hold a forked ``RngStream`` instead of the caller's ``Rngs`` (flax 0.11.0).
+
+    Read from ``Dropout``'s signature, which takes an ``RngStream`` to fork from the same
+    release: building an ``Rngs`` would create a key array and start the JAX backend.
+    """
+    annotation = inspect.signature(nnx.Dropout.__init__).parameters["rngs"].annotation
+    return "RngStream" in str(annotation)
 
 
 @_probe
@@ -419,6 +423,13 @@ def state_shares_variables(nnx: Any) -> bool:
 
     probe = _Probe()
     return nnx.graph.state(probe)["param"] is probe.param
+
+
+@_probe
+def variable_update_check(nnx: Any) -> bool:
+    """Variables check that they may be mutated in one method, ``_check_can_update``
+    (flax 0.12.0; flax 0.11 checks inline in ``__setattr__``/``__setitem__``)."""
+    return hasattr(nnx.Variable, "_check_can_update")
 
 
 @_probe
