@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from nnx_compat._bits import is_key, same_bits
+
 __all__ = ["add_parser", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -321,33 +323,12 @@ def _size(nbytes: int) -> str:
 # --------------------------------------------------------------------------- arrays
 
 
-def _is_key(array: Any) -> bool:
-    import jax
-
-    return bool(jax.numpy.issubdtype(array.dtype, jax.dtypes.prng_key))
-
-
 def _nbytes(array: Any) -> int:
     import jax
 
-    if _is_key(array):
+    if is_key(array):
         array = jax.random.key_data(array)
     return int(array.size) * int(array.dtype.itemsize)
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    """Same dtype, shape and bytes; RNG keys: same implementation and key data."""
-    import jax
-    import numpy as np
-
-    if _is_key(a) or _is_key(b):
-        if not (_is_key(a) and _is_key(b)) or a.dtype != b.dtype:
-            return False
-        a, b = jax.random.key_data(a), jax.random.key_data(b)
-    if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-        return False
-    x, y = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
-    return bool(np.array_equal(x.view(np.uint8), y.view(np.uint8)))
 
 
 # --------------------------------------------------------------------------- the command

@@ -14,6 +14,7 @@ import optax
 from hypothesis import strategies as st
 
 from nnx_compat import _doctor, _versions
+from nnx_compat._bits import differences, same_bits
 
 # flax 0.11.0 changed update(grads) to update(model, grads); the native form follows it.
 NATIVE_UPDATE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
@@ -120,11 +121,14 @@ def flat_arrays(tree: Any) -> dict[str, np.ndarray]:
 
 
 def assert_bitwise_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    assert sorted(a) == sorted(b)
-    for path in a:
-        x, y = a[path], b[path]
-        assert x.dtype == y.dtype and x.shape == y.shape, path
-        assert np.array_equal(x, y, equal_nan=True), (path, x, y)
+    """Same paths, and at each the same dtype, shape and bytes (``-0.0`` is not ``0.0``)."""
+    problems = differences(a, b)
+    assert not problems, "\n".join(problems)
+
+
+def assert_same_bits(a: Any, b: Any) -> None:
+    """Two arrays with the same dtype, shape and bytes."""
+    assert same_bits(np.asarray(a), np.asarray(b)), (a, b)
 
 
 # --- the NNX Basics functional API (flax 0.10) ---------------------------------------------

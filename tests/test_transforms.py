@@ -15,7 +15,7 @@ import nnx_compat
 from nnx_compat import _versions, nnx
 from nnx_compat._warnings import RngsDeprecationWarning, TransformsDeprecationWarning
 from tests.markers import line_of
-from tests.strategies import assert_bitwise_equal, flat_arrays
+from tests.strategies import assert_bitwise_equal, assert_same_bits, flat_arrays
 
 FORKS = _versions.feature("LAYERS_FORK_RNGS")
 
@@ -78,11 +78,11 @@ def test_basics_stack_runs_and_warns_at_the_vmap() -> None:
     assert state["linear1/w"].shape == (5, 10, 32)
     # the legacy form is the 0.11 form: split_rngs over vmap
     y_new, state_new = basics_stack(nnx, split=True)
-    assert np.array_equal(np.asarray(y), np.asarray(y_new))
+    assert_same_bits(y, y_new)
     assert_bitwise_equal(state, state_new)
     if FORKS:
         y_native, state_native = basics_stack(upstream, split=True)
-        assert np.array_equal(np.asarray(y), np.asarray(y_native))
+        assert_same_bits(y, y_native)
         assert_bitwise_equal(state, state_native)
 
 
@@ -146,7 +146,7 @@ def test_linen_guide_scan_over_layers() -> None:
     y = linen_guide_mlp(nnx, Block, legacy=False)
     with pytest.warns(RngsDeprecationWarning, match="split-rngs-over-scan"):
         y_legacy = linen_guide_mlp(nnx, Block, legacy=True)
-    assert np.array_equal(np.asarray(y), np.asarray(y_legacy))
+    assert_same_bits(y, y_legacy)
     if FORKS:
 
         class NativeBlock(upstream.Module):
@@ -158,7 +158,7 @@ def test_linen_guide_scan_over_layers() -> None:
                 return jax.nn.relu(self.dropout(self.linear(x)))
 
         native = linen_guide_mlp(upstream, NativeBlock, legacy=False)
-        assert np.array_equal(np.asarray(y), np.asarray(native))
+        assert_same_bits(y, native)
 
 
 def test_install_serves_the_rngs_shims_to_flax_nnx_code() -> None:

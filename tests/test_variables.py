@@ -20,6 +20,7 @@ import nnx_compat
 from nnx_compat import _variables, _versions, nnx
 from tests.hlo import lowered_text
 from tests.markers import line_of
+from tests.strategies import assert_same_bits
 
 VALUE_WARNS = _versions.feature("VARIABLE_VALUE_WARNS")  # flax 0.12.1
 INPLACE_RAISES = _versions.feature("VARIABLE_INPLACE_RAISES")  # flax 0.12.0
@@ -120,7 +121,7 @@ def test_inplace_operators_equal_the_indexed_form(symbol: str) -> None:
         result = op(legacy, 2.0)
     new[...] = op(new[...], 2.0)
     assert result is legacy
-    assert np.array_equal(legacy[...], new[...])
+    assert_same_bits(legacy[...], new[...])
 
 
 def test_inplace_warns_at_the_user_line_and_counts_work() -> None:
@@ -233,6 +234,11 @@ def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
         expected.add("value")
     if INPLACE_RAISES:
         expected |= {name for name in _variables._INPLACE if name in vars(upstream.Variable)}
+    # the mutation check tells the watchers of nnx.merge's copies (flax 0.11+)
+    if _versions.feature("VARIABLE_UPDATE_CHECK"):
+        expected.add("_check_can_update")
+    elif _versions.feature("STATE_SHARES_VARIABLES"):
+        expected |= {"__setattr__", "__setitem__"}
     assert set(result["changed"]) == expected
     assert result["restored"] and result["twice"]
 
