@@ -64,7 +64,12 @@ def markdown_table() -> str:
         "|---|---|---|---|---|",
     ]
     for p in _patterns.PATTERNS:
-        shim = ", ".join(f"`nnx.{s}`" for s in p.shims) if p.bridged else "planned"
+        if p.status == "bridged":
+            shim = ", ".join(f"`nnx.{s}`" for s in p.shims)
+        elif p.status == "native":
+            shim = "not bridged: the installed flax's meaning stands"
+        else:
+            shim = "planned"
         rows.append(f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} |")
     return "\n".join(rows)
 
@@ -77,14 +82,16 @@ def _patterns_cmd(args: argparse.Namespace) -> int:
 
         print(
             json.dumps(
-                [dataclasses.asdict(p) | {"bridged": p.bridged} for p in _patterns.PATTERNS],
+                [
+                    dataclasses.asdict(p) | {"bridged": p.bridged, "status": p.status}
+                    for p in _patterns.PATTERNS
+                ],
                 indent=2,
             )
         )
     else:
         for p in _patterns.PATTERNS:
-            state = "bridged" if p.bridged else "planned"
-            print(f"{p.id:28} {p.changed_in:7} {state:8} {p.legacy} -> {p.new}")
+            print(f"{p.id:28} {p.changed_in:7} {p.status:8} {p.legacy} -> {p.new}")
     return 0
 
 

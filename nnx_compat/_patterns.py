@@ -5,8 +5,11 @@ the warnings take their text from :class:`Pattern`, the README's table is genera
 (``python -m nnx_compat patterns --markdown``), and the checker and codemod match its ids.
 
 A pattern is *bridged* when its shim is listed in :data:`SHIMS`: the namespace then serves the
-shim instead of the upstream object. A pattern that is not yet bridged stays in the table so
-that the docs and the checker can still name it.
+shim instead of the upstream object, and the legacy call, which fails on the installed flax,
+runs with its 0.10 meaning and a warning. A pattern whose legacy call *succeeds* on the
+installed flax with another meaning is marked ``same_call``: the installed flax's meaning
+stands for everyone, and the record exists so that the docs and the checker can name it. A
+pattern that is not yet bridged stays in the table as ``planned``.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ class Pattern:
         changed_in: The flax release that changed it.
         shims: The ``nnx`` names whose shims bridge it (empty: documented only).
         note: One sentence on what changes in behaviour, if anything.
-        keeps_legacy: nnx_compat keeps the behaviour from before ``changed_in`` by default
-            (the legacy and the new form are the same call), instead of the new semantics.
+        same_call: The legacy code is a call that the installed flax runs without error but
+            with another meaning. That meaning stands for everyone: nnx_compat neither bridges
+            nor warns at run time; the table, the README and the checker name the difference.
     """
 
     id: str
@@ -58,18 +62,25 @@ class Pattern:
     changed_in: str
     shims: tuple[str, ...] = ()
     note: str = ""
-    keeps_legacy: bool = False
+    same_call: bool = False
 
     @property
     def bridged(self) -> bool:
         """Whether every shim this pattern needs is implemented."""
         return bool(self.shims) and all(name in SHIMS for name in self.shims)
 
+    @property
+    def status(self) -> str:
+        """``bridged``, ``native`` (the installed flax's meaning stands) or ``planned``."""
+        if self.same_call:
+            return "native"
+        return "bridged" if self.bridged else "planned"
+
     def message(self) -> str:
         """The deprecation message: the legacy call, its replacement, the release."""
         runs = (
-            f"keeps the behaviour from before flax {self.changed_in}"
-            if self.keeps_legacy
+            "leaves it the installed flax's meaning"
+            if self.same_call
             else f"runs it with the flax {self.changed_in} semantics"
         )
         text = f"{self.legacy} is deprecated since flax {self.changed_in}: use {self.new}. "
@@ -197,14 +208,26 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "state-copies",
         "checkpoint",
-        "nnx.merge(graphdef, state) making new Variables (captured state merged inside "
-        "jax.grad/jax.jit); nnx.state/nnx.split returning copies",
-        "nnx.merge(graphdef, state, copy=True); a snapshot as nnx.clone(nnx.state(model))",
+        "nnx.merge(graphdef, captured_state) or graphdef.apply(captured_state) inside "
+        "jax.grad/jax.jit, then mutating the merged model (flax 0.10's functional API)",
+        "pass the state in as an argument (nnx.grad(f)(model)), or "
+        "nnx.merge(graphdef, state, copy=True)",
         "0.11.0",
-        ("split", "merge", "state"),
-        "nnx_compat's nnx.state/split/merge copy by default on every flax; copy=False shares "
-        "the model's Variables (flax 0.11+)",
-        keeps_legacy=True,
+        ("merge",),
+        "the merged node gets copies of the Variables of the outer trace, which flax 0.11+ "
+        "refuses to mutate (TraceContextError); it warns at the first mutation",
+    ),
+    _P(
+        "state-snapshot",
+        "checkpoint",
+        "snapshot = nnx.state(model) (or nnx.split) as a copy that later updates of the "
+        "model leave unchanged",
+        "snapshot = nnx.state(model, copy=True) through nnx_compat, or nnx.clone(nnx.state(model))",
+        "0.11.0",
+        ("split", "state"),
+        "since flax 0.11 the state holds the model's own Variables and moves with it; the "
+        "call succeeds either way, so the installed flax's meaning stands",
+        same_call=True,
     ),
     # ---------------------------------------------------------------- pytree
     _P(

@@ -1,39 +1,40 @@
-"""``nnx.split``, ``nnx.state`` and ``nnx.merge`` with flax 0.10's copy semantics on every flax.
+"""``nnx.split``, ``nnx.state`` and ``nnx.merge``: the installed flax's semantics, and the
+captured-state merge of flax 0.10's functional API.
 
 flax 0.10's ``split``/``state`` returned copies (``VariableState``) and ``merge`` built new
-Variables. Since flax 0.11.0 they share the model's Variables (``merge(..., copy=False)`` is the
-default), which breaks two patterns of 0.10 code without changing a line of it:
+Variables. Since flax 0.11.0 they share the model's Variables. Two patterns of 0.10 code depend
+on the copies:
 
 * the functional API's ``nnx.merge(graphdef, captured_state)`` inside ``jax.grad`` under
   ``jax.jit``, followed by a mutation (a counter, BatchNorm statistics, an RNG count): the
-  merged model holds Variables of the outer trace, and mutating one raises ``TraceContextError``;
+  merged model holds Variables of the outer trace, and flax 0.11+ raises ``TraceContextError``
+  at the mutation;
 * ``snapshot = nnx.state(model)``, in-place training, ``nnx.update(model, snapshot)``: the
-  snapshot moved with the model, so the update restores nothing.
+  snapshot moves with the model on 0.11+, so the update restores nothing.
 
-These shims copy by default on every flax, as flax 0.10 did: only the Variable objects are
-copied (arrays are immutable), so under ``jit`` the program and its lowered HLO are unchanged.
-``copy=False`` gives flax 0.11's sharing where the installed flax has it, and raises a
-``TypeError`` naming the requirement on flax 0.10. Calls made by flax's own code (and by
-nnx_compat's and its other upstreams', as ``_warnings.called_from_user`` tells) get the installed
-flax's semantics, so ``install()`` does not change what flax's
-``Optimizer`` or ``WeightNorm`` do with them.
+The first *fails* on the installed flax, so it is bridged: a merge from user code whose states
+hold Variables of an outer trace gives the node copies of exactly those Variables (the others are
+shared, as natively), and the first mutation of such a copy warns ``state-copies`` at the merge's
+line. A node that is only read behaves as natively and warns nothing. The second *succeeds with a
+different meaning*, so the installed flax's meaning stands for everyone (``state-snapshot`` in the
+pattern table; ``nnx.state(model, copy=True)`` or ``nnx.clone`` make a snapshot on every flax).
 
-A merge warns (``state-copies``) only where copying changed what the installed flax would have
-done in a way that can be told at the call: Variables created at an outer trace level, which
-flax 0.11+ would have shared and refused to mutate.
+``copy=True`` copies on every flax; ``copy=False`` shares where the installed flax can (0.11+)
+and raises a ``TypeError`` naming the requirement on flax 0.10.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 import jax
 
-from nnx_compat import _paths, _versions, _warnings
+from nnx_compat import _paths, _variables, _versions, _warnings
 
-__all__ = ["merge", "split", "state"]
+__all__ = ["merge", "patch", "restore", "split", "state"]
 
 _nnx: Any = _versions.import_nnx()
 # flax's graph module: install() patches the attributes of flax.nnx, never these
@@ -70,15 +71,38 @@ def _copy_variables(tree: Any) -> Any:
     return jax.tree.map(lambda x: x.copy() if _is_variable(x) else x, tree, is_leaf=_is_variable)
 
 
-def _outer_trace_paths(states: tuple[Any, ...]) -> list[str]:
-    """Paths of the Variables in ``states`` created at another trace level than the current."""
-    paths = []
+def _outer_trace_variables(states: tuple[Any, ...]) -> dict[int, str]:
+    """The Variables in ``states`` created at another trace level than the current one, which
+    flax 0.11+ refuses to mutate: ``id(variable) -> path``. Variables backed by a mutable array
+    (``has_ref`` on flax 0.11, ``hijax`` on 0.12) can be updated from any trace and are not
+    included."""
+    found: dict[int, str] = {}
     for state in states:
         for path, leaf in _paths.flatten(state).items():
-            trace = getattr(leaf, "_trace_state", None) if _is_variable(leaf) else None
+            if not _is_variable(leaf) or _array_ref(leaf):
+                continue
+            trace = getattr(leaf, "_trace_state", None)
             if trace is not None and not trace.is_valid():
-                paths.append(path or "(the state itself)")
-    return paths
+                found[id(leaf)] = path or "(the state itself)"
+    return found
+
+
+def _array_ref(variable: Any) -> bool:
+    return bool(getattr(variable, "hijax", False) or getattr(variable, "has_ref", False))
+
+
+def _copy_outer(states: tuple[Any, ...], outer: dict[int, str]) -> tuple[tuple[Any, ...], Any]:
+    """``states`` with the Variables in ``outer`` replaced by copies; the copies in a list."""
+    copies: list[Any] = []
+
+    def replace(x: Any) -> Any:
+        if _is_variable(x) and id(x) in outer:
+            copies.append(x.copy())
+            return copies[-1]
+        return x
+
+    new = tuple(jax.tree.map(replace, s, is_leaf=_is_variable) for s in states)
+    return new, copies
 
 
 def _signature_with_copy(native: Callable[..., Any]) -> inspect.Signature:
@@ -103,14 +127,14 @@ def _like(native: Callable[..., Any]) -> Callable[[F], F]:
 
 @_like(_native_split)
 def split(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> Any:
-    """``nnx.split``, returning states that hold copies of the model's Variables by default.
+    """``nnx.split``, with ``copy=`` on every flax.
 
     Args:
         node: The graph node to split.
         *filters: Filters that partition the state, as ``nnx.split``.
-        copy: ``None`` (default) or ``True``: the states hold copies of the Variables, as on
-            flax 0.10. ``False``: they hold the model's own Variables (flax 0.11+ only).
-            Calls from flax's own code get the installed flax's semantics.
+        copy: ``None`` (default): the installed flax's semantics (0.10: copies; 0.11+: the
+            model's own Variables). ``True``: copies. ``False``: the model's own Variables
+            (flax 0.11+ only).
         **kwargs: Passed on (``graph=`` on flax 0.12.6+).
 
     Raises:
@@ -119,21 +143,21 @@ def split(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> 
     if copy is False:
         _require_sharing("split")
     graphdef, *states = _native_split(node, *filters, **kwargs)
-    if _SHARES and copy is not False and (copy or _warnings.called_from_user()):
+    if copy and _SHARES:
         states = [_copy_variables(s) for s in states]
     return (graphdef, *states)
 
 
 @_like(_native_state)
 def state(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> Any:
-    """``nnx.state``, returning copies of the model's Variables by default.
+    """``nnx.state``, with ``copy=`` on every flax.
 
     Args:
         node: The graph node whose state to take.
         *filters: Filters, as ``nnx.state``: one state per filter.
-        copy: ``None`` (default) or ``True``: copies, as on flax 0.10. ``False``: the
-            model's own Variables (flax 0.11+ only). Calls from flax's own code get the
-            installed flax's semantics.
+        copy: ``None`` (default): the installed flax's semantics (0.10: copies; 0.11+: the
+            model's own Variables). ``True``: copies. ``False``: the model's own Variables
+            (flax 0.11+ only).
         **kwargs: Passed on (``graph=`` on flax 0.12.6+).
 
     Raises:
@@ -142,21 +166,22 @@ def state(node: Any, *filters: Any, copy: bool | None = None, **kwargs: Any) -> 
     if copy is False:
         _require_sharing("state")
     states = _native_state(node, *filters, **kwargs)
-    if _SHARES and copy is not False and (copy or _warnings.called_from_user()):
+    if copy and _SHARES:
         return _copy_variables(states)
     return states
 
 
 @_like(_native_merge)
 def merge(graphdef: Any, /, *states: Any, copy: bool | None = None, **kwargs: Any) -> Any:
-    """``nnx.merge``, building new Variables by default, as flax 0.10 did.
+    """``nnx.merge``, which also runs flax 0.10's functional API on flax 0.11+.
 
     Args:
         graphdef: The ``GraphDef`` (or, on flax 0.12, a ``GraphState``).
         *states: The states to merge.
-        copy: ``None`` (default) or ``True``: the node gets new Variables. ``False``: it
-            shares the states' Variables (flax 0.11+ only). Calls from flax's own code get
-            the installed flax's semantics.
+        copy: ``None`` (default): the installed flax's semantics, except that Variables
+            created at an outer trace level (a captured state merged inside ``jax.grad`` or
+            ``jax.jit``) are copied, so that the node can mutate them as on flax 0.10.
+            ``True``: new Variables. ``False``: the states' Variables (flax 0.11+ only).
         **kwargs: Passed on (``recreate_variables=`` on flax 0.12).
 
     Raises:
@@ -166,19 +191,67 @@ def merge(graphdef: Any, /, *states: Any, copy: bool | None = None, **kwargs: An
         if copy is False:
             _require_sharing("merge")
         return _native_merge(graphdef, *states, **kwargs)
-    if copy is None:
-        if not _warnings.called_from_user():
-            return _native_merge(graphdef, *states, **kwargs)
-        outer = _outer_trace_paths(states) if _SHARES else []
-        if outer:
-            shown = ", ".join(outer[:3]) + (f" and {len(outer) - 3} more" if len(outer) > 3 else "")
-            _warnings.warn_legacy(
-                "state-copies",
-                detail=(
-                    f"the Variables at {shown} were created at an outer trace level: flax "
-                    f"{_versions.installed_version('flax')} would share them, and mutating one "
-                    "raises TraceContextError; the merged node holds copies"
-                ),
-            )
-        copy = True
-    return _native_merge(graphdef, *states, copy=copy, **kwargs)
+    if copy is not None:
+        return _native_merge(graphdef, *states, copy=copy, **kwargs)
+    if _SHARES and _warnings.called_from_user():
+        states = _captured(states)
+    return _native_merge(graphdef, *states, **kwargs)
+
+
+def _captured(states: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``states`` with copies of the Variables of an outer trace, watched for mutation."""
+    outer = _outer_trace_variables(states)
+    if not outer:
+        return states
+    states, copies = _copy_outer(states, outer)
+    _variables.on_first_mutation(copies, _merge_warning(outer, _warnings.user_site()))
+    return states
+
+
+# --------------------------------------------------------------------------- GraphDef.apply
+
+_GraphDef: Final[Any] = _nnx.GraphDef
+_native_apply: Final[Any] = vars(_GraphDef).get("apply")
+
+
+def _apply(self: Any, state: Any, *states: Any, **kwargs: Any) -> Any:
+    """``GraphDef.apply``, which also runs flax 0.10's captured-state apply on flax 0.11+."""
+    every = (state, *states)
+    if _warnings.called_from_user():
+        every = _captured(every)
+    return _native_apply(self, *every, **kwargs)
+
+
+def patch() -> None:
+    """Makes flax's ``GraphDef.apply`` bridge a captured state, as :func:`merge` does.
+
+    ``graphdef.apply(state)(x)`` merges with flax's own ``merge``; where flax shares Variables
+    (0.11+) a captured state of an outer trace would raise ``TraceContextError`` at its first
+    mutation. Idempotent; a state from the current trace runs exactly as natively.
+    """
+    if _SHARES and _native_apply is not None and vars(_GraphDef).get("apply") is _native_apply:
+        _GraphDef.apply = functools.wraps(_native_apply)(_apply)
+
+
+def restore() -> None:
+    """Puts flax's own ``GraphDef.apply`` back."""
+    if _native_apply is not None:
+        _GraphDef.apply = _native_apply
+
+
+def _merge_warning(outer: dict[int, str], site: _warnings.Site) -> Callable[[], None]:
+    paths = list(outer.values())
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    def warn() -> None:
+        _warnings.warn_legacy(
+            "state-copies",
+            detail=(
+                f"the Variables at {shown} were created at an outer trace level and are "
+                f"mutated here: flax {_versions.installed_version('flax')} shares them and "
+                "raises TraceContextError; the merged node holds copies"
+            ),
+            site=site,
+        )
+
+    return warn

@@ -8,6 +8,8 @@ warning or an error that the installed flax does not give.* On each generation:
 
 * flax 0.10/0.11: ``get_value()``/``set_value()`` are added (``variable[...]`` is native);
   ``out_sharding=`` (and ``sharding_names=`` on 0.10) is stored under the installed flax's key.
+* flax 0.11+: the mutation check of a Variable first tells :func:`on_first_mutation`'s
+  watchers (the copies that ``nnx.merge`` makes of a captured state, see ``_state``).
 * flax 0.12: ``.value`` warns once per call site, at the user's line, as ``variable-value``
   (flax warns on every access); ``variable += x`` and the other in-place operators work again
   as ``variable[...] += x`` with a ``variable-inplace-op`` warning (flax raises); ``sharding=``/
@@ -30,7 +32,7 @@ import numpy as np
 
 from nnx_compat import _sharding, _versions, _warnings
 
-__all__ = ["Variable", "patch", "patched", "restore"]
+__all__ = ["Variable", "on_first_mutation", "patch", "patched", "restore"]
 
 _nnx: Any = _versions.import_nnx()
 Variable: Any = _nnx.Variable
@@ -75,6 +77,48 @@ def _set_value(self: Any, value: Any, *, index: Any = _MISSING) -> None:
         self[index] = value
 
 
+# --------------------------------------------------------------------------- flax 0.11+
+
+#: ``id(variable) -> (variable, its group)``: watched Variables, held so that no id is reused
+#: while it is watched; a group is the list of its ids and the callback to run.
+_watched: dict[int, tuple[Any, tuple[list[int], Callable[[], None]]]] = {}
+
+
+def on_first_mutation(variables: list[Any], callback: Callable[[], None]) -> None:
+    """Runs ``callback`` once, when the first of ``variables`` is about to be mutated.
+
+    Watches end with their trace: groups whose Variables belong to a finished trace (which
+    can no longer be mutated) are dropped here.
+    """
+    with _lock:
+        for key in [k for k, (v, _) in _watched.items() if not v._trace_state.is_valid()]:
+            _watched.pop(key, None)
+        group = ([id(v) for v in variables], callback)
+        for variable in variables:
+            _watched[id(variable)] = (variable, group)
+
+
+def _notify(variable: Any) -> None:
+    with _lock:
+        entry = _watched.get(id(variable))
+        if entry is None or entry[0] is not variable:
+            return
+        ids, callback = entry[1]
+        for key in ids:
+            _watched.pop(key, None)
+    callback()
+
+
+def _watching(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _watched:
+            _notify(self)
+        return original(self, *args, **kwargs)
+
+    return method
+
+
 # --------------------------------------------------------------------------- flax 0.12
 
 
@@ -114,7 +158,13 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
     def __init__(self: Any, value: Any, *args: Any, **kwargs: Any) -> None:
         if kwargs or isinstance(value, _sharding._VariableMetadata):
             value, kwargs = _sharding.adapt(value, kwargs)
-        original(self, value, *args, **kwargs)
+        try:
+            original(self, value, *args, **kwargs)
+        except ValueError as error:
+            retry = _sharding.unsharded(error, value, kwargs)
+            if retry is None:
+                raise
+            original(self, value, *args, **retry)
 
     return __init__
 
@@ -124,6 +174,11 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
 
 def _replacements() -> dict[str, Any]:
     out: dict[str, Any] = {"__init__": _wrap_init(vars(Variable)["__init__"])}
+    if _versions.feature("VARIABLE_UPDATE_CHECK"):  # flax 0.12.0
+        out["_check_can_update"] = _watching(vars(Variable)["_check_can_update"])
+    elif _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11
+        for name in ("__setattr__", "__setitem__"):
+            out[name] = _watching(vars(Variable)[name])
     if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.0 added them
         out["get_value"] = _get_value
         out["set_value"] = _set_value

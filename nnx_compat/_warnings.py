@@ -338,6 +338,11 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
         NNXCompatDeprecationWarning: (a subclass) under the ``error`` policy.
     """
     pattern = _patterns.get(pattern_id)
+    if pattern.same_call:
+        raise ValueError(
+            f"pattern {pattern_id!r} is a call the installed flax runs with its own meaning: "
+            "nnx_compat does not warn about it at run time"
+        )
     where = site if site is not None else user_site()
     filename, lineno, module_globals = where.filename, where.lineno, where.module_globals
     key = (pattern_id, filename, lineno)
@@ -365,8 +370,29 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
         module=module,
         # A fresh registry: nnx_compat already decided that this call site should warn.
         registry={},
-        module_globals=module_globals,
+        module_globals=_source_globals(filename, lineno, module_globals),
     )
+
+
+def _source_globals(filename: str, lineno: int, module_globals: dict[str, Any]) -> Any:
+    """``module_globals`` if its loader can give the warning's source line, else None.
+
+    ``warnings.warn_explicit`` asks the module's loader for the source; for ``python -c`` and
+    ``python - < script.py`` the ``__main__`` loader is ``BuiltinImporter``, which raises
+    ``ImportError: '__main__' is not a built-in module``. A warning must never crash the
+    program: there the line is shown without its source.
+    """
+    if not module_globals:
+        return None
+    # what warn_explicit does with module_globals: the loader's get_source(__name__)
+    loader = module_globals.get("__loader__")
+    get_source = getattr(loader, "get_source", None)
+    if get_source is not None:
+        try:
+            get_source(module_globals.get("__name__", "__main__"))
+        except Exception:
+            return None
+    return module_globals
 
 
 def _matches(pattern: Any, text: str) -> bool:

@@ -1,9 +1,11 @@
-"""``nnx.split``/``state``/``merge``: flax 0.10's copies on every flax, ``copy=`` both ways."""
+"""``nnx.split``/``state``/``merge``: the installed flax's semantics, ``copy=`` both ways, and
+flax 0.10's captured-state merge (the functional API) bridged where flax 0.11+ fails on it."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from typing import Any
 
 import flax
@@ -68,9 +70,11 @@ def test_captured_merge_under_grad_runs_and_equals_flax_010() -> None:
         assert_bitwise_equal(legacy, functional_program(upstream, stateful_linear(), form="legacy"))
 
 
-def snapshot_program(ns: Any, model: Any, *, steps: int = 2) -> dict[str, np.ndarray]:
-    """Takes ``nnx.state(model)``, trains the model in place, then restores the snapshot."""
-    snapshot = ns.state(model)
+def snapshot_program(
+    ns: Any, model: Any, *, steps: int = 2, **kwargs: Any
+) -> dict[str, np.ndarray]:
+    """Takes ``nnx.state(model, **kwargs)``, trains the model in place, then restores it."""
+    snapshot = ns.state(model, **kwargs)
     x = jnp.ones((4, model_dims(model)[0]))
 
     @ns.jit
@@ -104,13 +108,24 @@ def test_clone_is_the_native_snapshot() -> None:
     assert_bitwise_equal(flat_arrays(upstream.state(model)), before)
 
 
-def test_snapshot_restores_through_nnx_compat() -> None:
+def test_snapshot_follows_the_installed_flax() -> None:
+    """The same call succeeds with a different meaning on 0.11+: the installed flax's stands."""
     model = stateful_linear()
     before = flat_arrays(upstream.state(model))
-    assert_bitwise_equal(snapshot_program(nnx, model), before)
-    if not SHARES:
-        model = stateful_linear()
-        assert_bitwise_equal(snapshot_program(upstream, model), before)
+    restored = snapshot_program(nnx, model)
+    native = snapshot_program(upstream, stateful_linear())
+    assert_bitwise_equal(restored, native)
+    if SHARES:
+        assert restored["count"] == 2  # the snapshot moved with the model, as natively
+    else:
+        assert_bitwise_equal(restored, before)
+    assert nnx_compat.report() == ()
+
+
+def test_snapshot_with_copy_true_restores_on_every_flax() -> None:
+    model = stateful_linear()
+    before = flat_arrays(upstream.state(model))
+    assert_bitwise_equal(snapshot_program(nnx, model, copy=True), before)
 
 
 # --- property tests -------------------------------------------------------------------------
@@ -140,7 +155,7 @@ def test_functional_api_legacy_equals_native_nnx_grad_form(
 def test_snapshot_property(spec: ModelSpec, steps: int) -> None:
     model = MLP.build(spec)
     before = flat_arrays(upstream.state(model))
-    assert_bitwise_equal(snapshot_program(nnx, model, steps=steps), before)
+    assert_bitwise_equal(snapshot_program(nnx, model, steps=steps, copy=True), before)
 
 
 # --- warnings -------------------------------------------------------------------------------
@@ -155,6 +170,29 @@ def test_warning_lands_at_the_merge_line() -> None:
     assert hit.lineno == line_of(strategies.__file__, "CAPTURED-MERGE")
     (reported,) = nnx_compat.report()
     assert (reported.pattern, reported.lineno) == ("state-copies", hit.lineno)
+
+
+@needs_sharing
+def test_captured_state_only_read_is_native_and_silent() -> None:
+    """Merged inside a trace and only read: flax 0.11+ succeeds, so nothing warns, and the
+    Variables of the current trace stay shared."""
+    model = stateful_linear()
+    graphdef, params, rest = upstream.split(model, upstream.Param, ...)
+    x = jnp.ones((2, 3))
+
+    def loss(ns: Any) -> Any:
+        def f(params: Any) -> Any:
+            m = ns.merge(graphdef, params, rest)
+            assert m.w is params["w"]  # passed in: shared, as natively
+            return jnp.mean(jnp.dot(x, m.w[...]) + m.b[...])
+
+        return jax.jit(jax.grad(f))(params)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shimmed = loss(nnx)
+    assert_bitwise_equal(flat_arrays(shimmed), flat_arrays(loss(upstream)))
+    assert nnx_compat.report() == ()
 
 
 def test_no_warning_where_copying_changes_nothing() -> None:
@@ -176,20 +214,29 @@ def _variables(tree: Any) -> list[Any]:
     return jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, leaf_types))
 
 
-@pytest.mark.parametrize("copy", [None, True])
-def test_copies_by_default_and_with_copy_true(copy: bool | None) -> None:
+def test_copy_true_copies_the_variables_not_the_arrays() -> None:
     model = stateful_linear()
-    kwargs = {} if copy is None else {"copy": copy}
     own = (model.w, model.b, model.count)
-    graphdef, params, counts = nnx.split(model, nnx.Param, Count, **kwargs)
-    state = nnx.state(model, **kwargs)
+    graphdef, params, counts = nnx.split(model, nnx.Param, Count, copy=True)
+    state = nnx.state(model, copy=True)
     copies = _variables(state) + _variables(params) + _variables(counts)
     assert len(copies) == 6
     assert not any(c is v for c in copies for v in own)
-    merged = nnx.merge(graphdef, params, counts, **kwargs)
+    merged = nnx.merge(graphdef, params, counts, copy=True)
     assert not any(getattr(merged, n) is c for n in ("w", "b", "count") for c in copies)
     # the arrays themselves are not copied
     assert jax.tree.leaves(state)[0] is jax.tree.leaves(upstream.state(model))[0]
+
+
+def test_default_is_the_installed_flaxs() -> None:
+    model = stateful_linear()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    native_graphdef, native_params, _ = upstream.split(model, upstream.Param, ...)
+    assert graphdef == native_graphdef
+    assert (params["w"] is model.w) == (native_params["w"] is model.w) == SHARES
+    assert (nnx.state(model)["w"] is model.w) == SHARES
+    merged = nnx.merge(graphdef, params, rest)
+    assert (merged.w is params["w"]) == (upstream.merge(graphdef, params, rest).w is params["w"])
 
 
 def test_copies_keep_paths_types_and_order() -> None:
@@ -328,3 +375,72 @@ def test_legacy_training_step_lowers_to_the_native_hlo() -> None:
     with nnx_compat.warnings_policy("ignore"):
         shim_text = lowered_text(step(nnx, None), params, rest)
     assert shim_text == lowered_text(native, params, rest)
+
+
+# --- GraphDef.apply -------------------------------------------------------------------------
+
+
+def apply_program(captured: bool) -> dict[str, np.ndarray]:
+    """The functional API's ``graphdef.apply`` under ``jax.grad`` in ``jax.jit``, the counter
+    state captured (flax 0.10's form) or cloned inside the trace (a form native on every flax)."""
+    model = stateful_linear()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    x = jnp.ones((2, 3))
+
+    @jax.jit
+    def step(params: Any, rest: Any) -> Any:
+        def loss(params: Any) -> Any:
+            state = rest if captured else upstream.clone(rest)
+            y, (_, updates) = graphdef.apply(params, state)(x)  # APPLY
+            return jnp.mean(y**2), updates
+
+        return jax.grad(loss, has_aux=True)(params)
+
+    grads, updates = step(params, rest)
+    return {**flat_arrays(grads), **{f"updates/{k}": v for k, v in flat_arrays(updates).items()}}
+
+
+@pytest.fixture
+def native_apply() -> Any:
+    from nnx_compat import _state
+
+    _state.restore()
+    try:
+        yield
+    finally:
+        _state.patch()
+
+
+@needs_sharing
+def test_captured_apply_fails_natively(native_apply: None) -> None:
+    with pytest.raises(flax.errors.TraceContextError, match="Cannot mutate Count"):
+        apply_program(captured=True)
+
+
+def test_captured_apply_runs_as_passed_in_and_warns_at_the_apply_line() -> None:
+    expected = apply_program(captured=False)
+    assert nnx_compat.report() == ()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        legacy = apply_program(captured=True)
+    assert_bitwise_equal(legacy, expected)
+    assert int(legacy["updates/count"]) == 1
+    hits = [(h.pattern, h.lineno) for h in nnx_compat.report()]
+    if SHARES:
+        assert hits == [("state-copies", line_of(__file__, "APPLY"))]
+        assert [w.lineno for w in caught if "state-copies" in str(w.message)] == [hits[0][1]]
+    else:  # flax 0.10 copies itself: nothing to bridge
+        assert hits == [] and not caught
+
+
+def test_apply_is_patched_where_flax_shares_and_restored_exactly() -> None:
+    from nnx_compat import _state
+
+    patched = vars(upstream.GraphDef)["apply"]
+    assert (patched is not _state._native_apply) == SHARES
+    _state.restore()
+    try:
+        assert vars(upstream.GraphDef)["apply"] is _state._native_apply
+    finally:
+        _state.patch()
+    assert vars(upstream.GraphDef)["apply"] is patched
