@@ -8,9 +8,10 @@ subclasses of the native layers give the 0.11 behaviour on every flax, so one pr
 the same numbers on 0.10, 0.11 and 0.12:
 
 * on flax 0.11+ they are the native layers, plus an error that names the layer and the fix
-  when the ``Rngs`` lacks the stream, and a warning when user code reads ``layer.rngs``;
+  when the ``Rngs`` lacks the stream;
 * on flax 0.10 they also fork the stream at construction and draw the call's key from it
-  exactly as 0.11 does, handing the native ``__call__`` that key.
+  exactly as 0.11 does, handing the native ``__call__`` that key; reading ``layer.rngs``
+  from user code warns there, since it no longer is the ``Rngs`` the layer was built with.
 
 ``Dropout`` also takes its flax 0.10 positional arguments (``Dropout(0.5, (0,))``).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from nnx_compat import _rngs, _versions, _warnings
+from nnx_compat import _classes, _rngs, _versions, _warnings
 
 __all__ = ["RNN", "Dropout", "MissingRngStreamError", "MultiHeadAttention"]
 
@@ -93,7 +94,9 @@ def _for_native(rngs: Any, stream: str) -> Any:
 
 
 class _ForkedRngs:
-    """``layer.rngs``: the layer's own forked stream; reading it from user code warns."""
+    """flax 0.10: ``layer.rngs`` is the layer's own forked stream, where 0.10's layer held the
+    caller's ``Rngs``; reading it from user code warns. On flax 0.11+ the native attribute
+    means the same, so there nothing is added (see the mixin's use below)."""
 
     @property
     def rngs(self) -> Any:
@@ -107,11 +110,16 @@ class _ForkedRngs:
         self.__dict__["rngs"] = value
 
 
+# flax 0.11+: the native attribute already is the forked stream; a read means what it says.
+_RNGS_MIXIN: Final[tuple[type, ...]] = () if _FORKS else (_ForkedRngs,)
+
 _DROPOUT_POSITIONAL: Final = ("broadcast_dims", "deterministic", "rng_collection", "rngs")
 
 
-class Dropout(_ForkedRngs, _nnx.Dropout):  # type: ignore[misc]
+class Dropout(*_RNGS_MIXIN, _nnx.Dropout, metaclass=_classes.meta_of(_nnx.Dropout)):  # type: ignore[misc,metaclass]
     """``nnx.Dropout`` holding a forked stream on every flax; takes 0.10's positional form."""
+
+    _nnx_compat_native = _nnx.Dropout
 
     def __init__(self, rate: float, *args: Any, **kwargs: Any) -> None:
         """As flax 0.11's ``Dropout(rate, *, broadcast_dims, deterministic, rng_collection,
@@ -142,13 +150,18 @@ class Dropout(_ForkedRngs, _nnx.Dropout):  # type: ignore[misc]
 _MHA_POSITIONAL: Final = ("qkv_features", "out_features", "in_kv_features")
 
 
-class MultiHeadAttention(_ForkedRngs, _nnx.MultiHeadAttention):  # type: ignore[misc]
+_MHA: Any = _nnx.MultiHeadAttention
+
+
+class MultiHeadAttention(*_RNGS_MIXIN, _MHA, metaclass=_classes.meta_of(_MHA)):  # type: ignore[misc,metaclass]
     """``nnx.MultiHeadAttention`` holding a forked ``dropout`` stream on every flax.
 
     Positional arguments keep flax 0.10's meaning, ``(num_heads, in_features, qkv_features,
     out_features, in_kv_features)``: a fifth one is ``in_kv_features`` (with a warning), never
     flax 0.12.6's ``num_kv_heads``.
     """
+
+    _nnx_compat_native = _nnx.MultiHeadAttention
 
     def __init__(self, num_heads: int, in_features: Any, *args: Any, **kwargs: Any) -> None:
         """As the native constructor; the kept stream is ``rngs.dropout.fork()``."""
@@ -181,12 +194,14 @@ class MultiHeadAttention(_ForkedRngs, _nnx.MultiHeadAttention):  # type: ignore[
 _RNN_POSITIONAL: Final = ("time_major", "return_carry", "reverse", "keep_order", "unroll", "rngs")
 
 
-class RNN(_nnx.RNN):  # type: ignore[misc]
+class RNN(_nnx.RNN, metaclass=_classes.meta_of(_nnx.RNN)):  # type: ignore[misc,metaclass]
     """``nnx.RNN`` that takes flax 0.10's positional ``RNN(cell, time_major, return_carry, ...)``.
 
     Its RNG handling is the installed flax's own (see the README: recurrent layers are not
     bridged to 0.11's RNG semantics on flax 0.10).
     """
+
+    _nnx_compat_native = _nnx.RNN
 
     def __init__(self, cell: Any, *args: Any, **kwargs: Any) -> None:
         """As the native constructor; positional arguments after ``cell`` warn."""

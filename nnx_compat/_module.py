@@ -4,10 +4,12 @@ flax 0.12.0 made Modules strict about attributes: a plain list or dict that hold
 Variables or arrays raises ``Found data on value of type '<class 'list'>' assigned to static
 attribute ...``; the fixes are ``nnx.List``, ``nnx.Dict`` or ``nnx.data(...)``.
 
-Subclasses of this ``Module`` keep such containers as they are, marked as pytree data with
-``nnx.data`` (flax 0.11+), so the state keeps the paths flax 0.10 gave (``layers/0/kernel``),
-and a ``list-attribute``/``dict-attribute`` warning names the fixes. Containers filled after
-their assignment (``self.layers = []`` then ``append``) are handled when construction ends.
+Where the installed flax raises (0.12+), subclasses of this ``Module`` keep such containers as
+they are, marked as pytree data with ``nnx.data``, so the state keeps the paths flax 0.10 gave
+(``layers/0/kernel``), and a ``list-attribute``/``dict-attribute`` warning names the fixes. On
+flax 0.10 and 0.11, which accept plain containers, the attribute is left to flax, silently.
+Containers filled after their assignment (``self.layers = []`` then ``append``) are handled when
+construction ends.
 
 ``isinstance(x, nnx.Module)`` and ``issubclass(C, nnx.Module)`` stay True for every flax
 Module (``nnx.Linear`` included), and the subclass is a flax Module in every other respect.
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 import jax
 
-from nnx_compat import _containers, _versions, _warnings
+from nnx_compat import _classes, _containers, _versions, _warnings
 
 __all__ = ["Module"]
 
@@ -31,6 +33,9 @@ _NativeModule: Final[type] = _nnx.Module
 _is_graph_node: Final[Callable[[Any], bool]] = _nnx.graph.is_graph_node
 _is_node_leaf: Final[Callable[[Any], bool]] = _nnx.graph.is_node_leaf
 
+# flax 0.12.0: a plain container attribute holding data raises. Before it, the plain container
+# is the installed flax's own form, and this Module leaves it to flax, silently.
+_STRICT: Final = _versions.feature("STRICT_PYTREE_ATTRIBUTES")
 _CONTAINERS: Final = frozenset({list, tuple, dict})
 _PATTERN: Final[dict[type, str]] = {
     list: "list-attribute",
@@ -89,28 +94,14 @@ def _adopt_filled_containers(node: Any, candidates: set[str]) -> None:
             _NativeModule.__setattr__(node, name, _containers.data(value))  # type: ignore[call-arg]
 
 
-class _ModuleMeta(type(_NativeModule)):  # type: ignore[misc]
-    def __instancecheck__(cls, instance: Any) -> bool:
-        if "_nnx_compat_any_module" in vars(cls):
-            return _NativeModule in type(instance).__mro__
-        return bool(super().__instancecheck__(instance))
-
-    def __subclasscheck__(cls, subclass: type) -> bool:
-        if "_nnx_compat_any_module" in vars(cls):
-            # the MRO, not issubclass: flax's ABC check would call back into this one
-            return _NativeModule in getattr(subclass, "__mro__", ())
-        return bool(super().__subclasscheck__(subclass))
-
-    # flax runs ``__init__`` through one of these hooks (0.10: the first; 0.11+: the second).
-    def _object_meta_construct(cls, node: Any, *args: Any, **kwargs: Any) -> None:
-        with _constructing(node) as candidates:
-            super()._object_meta_construct(node, *args, **kwargs)  # type: ignore[misc]
-        _adopt_filled_containers(node, candidates)
-
-    def _pytree_meta_construct(cls, node: Any, *args: Any, **kwargs: Any) -> None:
-        with _constructing(node) as candidates:
-            super()._pytree_meta_construct(node, *args, **kwargs)  # type: ignore[misc]
-        _adopt_filled_containers(node, candidates)
+class _ModuleMeta(_classes.meta(type(_NativeModule))):  # type: ignore[misc]
+    if _STRICT:
+        # flax 0.12 runs ``__init__`` through this hook: adopt the containers filled after
+        # their assignment once it returns.
+        def _pytree_meta_construct(cls, node: Any, /, *args: Any, **kwargs: Any) -> None:
+            with _constructing(node) as candidates:
+                super()._pytree_meta_construct(node, *args, **kwargs)  # type: ignore[misc]
+            _adopt_filled_containers(node, candidates)
 
 
 class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-type]
@@ -122,15 +113,17 @@ class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-t
         ``nnx.data(...)``.
     """
 
-    _nnx_compat_any_module = True
+    _nnx_compat_native = _NativeModule
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if type(value) in _CONTAINERS and not _containers.is_explicit_data(value):
-            if _holds_data(value):
-                _report(self, name, value)
-                value = _containers.data(value)
-            elif (candidates := _candidates(self)) is not None:
-                candidates.add(name)  # may be filled later in __init__
-        elif _construction.stack and (candidates := _candidates(self)) is not None:
-            candidates.discard(name)
-        super().__setattr__(name, value)
+    if _STRICT:
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if type(value) in _CONTAINERS and not _containers.is_explicit_data(value):
+                if _holds_data(value):
+                    _report(self, name, value)
+                    value = _containers.data(value)
+                elif (candidates := _candidates(self)) is not None:
+                    candidates.add(name)  # may be filled later in __init__
+            elif _construction.stack and (candidates := _candidates(self)) is not None:
+                candidates.discard(name)
+            super().__setattr__(name, value)

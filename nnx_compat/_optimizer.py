@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, overload
 import jax
 from typing_extensions import deprecated
 
-from nnx_compat import _paths, _versions, _warnings
+from nnx_compat import _classes, _paths, _versions, _warnings
 
 __all__ = ["ModelAndOptimizer", "Optimizer"]
 
@@ -93,7 +93,7 @@ def _graph_mode(optimizer: Any) -> bool:
     return graph is not False
 
 
-class Optimizer(_Native):  # type: ignore[misc]
+class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[misc,metaclass]
     """``nnx.Optimizer`` that accepts the flax 0.10 and the 0.11+ call patterns.
 
     .. deprecated::
@@ -101,6 +101,8 @@ class Optimizer(_Native):  # type: ignore[misc]
         flax 0.10 forms; use ``Optimizer(model, tx, wrt=nnx.Param)`` and
         ``update(model, grads)``.
     """
+
+    _nnx_compat_native = _Native
 
     @overload
     @deprecated(
@@ -308,6 +310,9 @@ class ModelAndOptimizer(*_MAO_BASES):  # type: ignore[misc]
     Available on every flax (flax 0.10 has none; 0.11 added it). Its state is that of the
     native ``ModelAndOptimizer`` (``model/...``, ``opt_state``, ``step``).
     """
+
+    # flax 0.11+: flax's own ModelAndOptimizer; 0.10 has none, so only the shim's own
+    _nnx_compat_native = _NativeModelAndOptimizer
 
     def __init__(self, model: Any, tx: Any, *, wrt: Any = _MISSING, **kwargs: Any) -> None:
         """Builds the optimizer for ``model``; ``wrt`` defaults to ``nnx.Param``."""

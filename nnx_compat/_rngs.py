@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import jax
 import jax.numpy as jnp
 
-from nnx_compat import _paths, _versions, _warnings
+from nnx_compat import _classes, _paths, _versions, _warnings
 
 __all__ = ["Rngs", "fork_rngs", "remember_parent", "reseed", "split_rngs"]
 
@@ -41,6 +41,9 @@ class _Missing:
 
 
 _MISSING: Final[Any] = _Missing()
+# flax 0.12.6 added Rngs.split and deprecated fork(split=) in the same release; before it,
+# fork(split=) is the installed flax's own spelling and runs without a warning.
+_FORK_SPLIT_DEPRECATED: Final = _versions.feature("RNGS_SPLIT")
 
 Splits = int | tuple[int, ...]
 
@@ -159,13 +162,15 @@ def split_rngs(
 # --------------------------------------------------------------------------- Rngs
 
 
-class Rngs(_nnx.Rngs):  # type: ignore[misc]
+class Rngs(_nnx.Rngs, metaclass=_classes.meta_of(_nnx.Rngs)):  # type: ignore[misc,metaclass]
     """``nnx.Rngs`` with ``split(n)`` and both spellings of ``fork(split=n)`` on every flax.
 
     flax 0.12.6 added ``Rngs.split(n)`` and deprecated ``fork(split=n)``; the 0.11 migration
     guide writes ``fork(splits=n)``, which no flax release accepts. All three give the same
     keys: each selected stream draws one key and splits it.
     """
+
+    _nnx_compat_native = _nnx.Rngs
 
     def fork(self, /, *, split: Any = None, splits: Any = _MISSING) -> Rngs:
         """A new ``Rngs`` with a fresh key drawn from each stream.
@@ -180,7 +185,7 @@ class Rngs(_nnx.Rngs):  # type: ignore[misc]
                 raise TypeError("Rngs.fork takes split= or splits=, not both; use rngs.split(n)")
             _warnings.warn_legacy("rngs-fork-splits", detail=f"use rngs.split({splits!r})")
             split = splits
-        elif split is not None:
+        elif split is not None and _FORK_SPLIT_DEPRECATED:
             _warnings.warn_legacy("rngs-fork-split", detail=f"use rngs.split({split!r})")
         chosen = _choose(self, split, default=None)
         keys: dict[str, Any] = {}

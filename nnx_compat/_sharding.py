@@ -6,21 +6,21 @@ which raises ``An auto mesh context or metadata is required ...`` when no mesh i
 0.10 code annotates Variables with no mesh and shards them later
 (``nnx.get_partition_spec`` + ``jax.lax.with_sharding_constraint`` + ``nnx.update``).
 
-:func:`adapt` rewrites a Variable's constructor arguments before the native constructor runs:
+:func:`adapt` renames a Variable's constructor arguments before the native constructor runs,
+and :func:`unsharded` answers where it failed:
 
 * any of the three keys becomes the installed flax's key (``out_sharding=`` works on 0.10);
   the keys that flax itself deprecates warn, as ``sharding-metadata-key``;
-* where flax shards eagerly and no mesh is known (no abstract mesh, no ``mesh=`` metadata, no
-  ``NamedSharding``), the Variable is created with ``eager_sharding=False``, as 0.10 created it,
-  and ``sharding-without-mesh`` warns instead of the error.
+* where flax shards eagerly and the native constructor fails for want of a mesh,
+  :func:`unsharded` gives the arguments that create the Variable with ``eager_sharding=False``,
+  as 0.10 created it, and ``sharding-without-mesh`` warns instead of the error. Whether a mesh
+  is known is flax's own decision (a mesh context, ``mesh=`` metadata, a ``NamedSharding``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Final
-
-import jax
 
 from nnx_compat import _versions, _warnings
 
@@ -52,14 +52,8 @@ def _rename(metadata: dict[str, Any]) -> None:
         metadata[_NATIVE_KEY] = metadata.pop(key)
 
 
-def _has_mesh(annotation: Any, metadata: dict[str, Any]) -> bool:
-    if metadata.get("mesh") is not None or getattr(annotation, "mesh", None) is not None:
-        return True
-    return not jax.sharding.get_abstract_mesh().empty
-
-
 def adapt(value: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The Variable constructor's ``(value, kwargs)`` with legacy sharding annotations adapted.
+    """The Variable constructor's ``(value, kwargs)`` with legacy sharding keys renamed.
 
     Args:
         value: The first constructor argument (an array, or a ``VariableMetadata``).
@@ -71,7 +65,6 @@ def adapt(value: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     Raises:
         TypeError: for an annotation given under two keys.
     """
-    carried: dict[str, Any] = {}
     if isinstance(value, _VariableMetadata):
         carried = dict(value.metadata)  # type: ignore[attr-defined]
         if any(key in carried for key in _OTHER_KEYS):
@@ -80,19 +73,29 @@ def adapt(value: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     if any(key in kwargs for key in _OTHER_KEYS):
         kwargs = dict(kwargs)
         _rename(kwargs)
-    if not _EAGER:
-        return value, kwargs
-    annotation = kwargs.get(_NATIVE_KEY, carried.get(_NATIVE_KEY))
-    if not annotation:
-        return value, kwargs
-    eager = kwargs.get("eager_sharding", carried.get("eager_sharding"))
-    if eager is None:
-        eager = _nnx.using_eager_sharding()
-    explicit = kwargs.get("eager_sharding") is not None or "eager_sharding" in carried
-    if eager and not explicit and not _has_mesh(annotation, {**carried, **kwargs}):
-        _warnings.warn_legacy(
-            "sharding-without-mesh",
-            detail=f"{_NATIVE_KEY}={annotation!r}; it is created unsharded, as flax 0.10 did",
-        )
-        kwargs = {**kwargs, "eager_sharding": False}
     return value, kwargs
+
+
+#: What flax 0.12 raises for a sharding annotation made with no mesh (flax/core/spmd.py).
+_NO_MESH: Final = "An auto mesh context or metadata is required"
+
+
+def unsharded(error: ValueError, value: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments that create the Variable unsharded, as flax 0.10 did, where the
+    native constructor failed only for want of a mesh; else None (the error stands).
+
+    flax 0.12 shards a Variable with a sharding annotation when it is created, and raises when
+    no mesh is known. flax 0.10 code annotates Variables with no mesh and shards them later. An
+    explicit ``eager_sharding=True`` asks for the native error, and gets it.
+    """
+    if not _EAGER or _NO_MESH not in str(error):
+        return None
+    carried = dict(value.metadata) if isinstance(value, _VariableMetadata) else {}  # type: ignore[attr-defined]
+    if "eager_sharding" in kwargs or "eager_sharding" in carried:
+        return None
+    annotation = kwargs.get(_NATIVE_KEY, carried.get(_NATIVE_KEY))
+    _warnings.warn_legacy(
+        "sharding-without-mesh",
+        detail=f"{_NATIVE_KEY}={annotation!r}; it is created unsharded, as flax 0.10 did",
+    )
+    return {**kwargs, "eager_sharding": False}

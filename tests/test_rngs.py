@@ -212,8 +212,15 @@ def test_fork_splits_warns_naming_split() -> None:
         rngs.fork(splits=5)  # FORK-SPLITS
     assert caught[0].lineno == line_of(__file__, "FORK-SPLITS")
     assert "rngs-fork-splits" in str(caught[0].message)
-    with pytest.warns(RngsDeprecationWarning, match="rngs-fork-split]"):
-        rngs.fork(split=5)
+    if _versions.feature("RNGS_SPLIT"):  # flax 0.12.6 deprecates fork(split=) itself
+        with pytest.warns(RngsDeprecationWarning, match="rngs-fork-split]"):
+            rngs.fork(split=5)
+    else:  # before it, fork(split=) is the installed flax's own form: silent
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            forked = rngs.fork(split=5)
+        assert forked.default.key.shape == (5,)
+        assert [h.pattern for h in nnx_compat.report()] == ["rngs-fork-splits"]
     with pytest.raises(TypeError, match="not both"):
         rngs.fork(split=2, splits=2)
 
@@ -312,19 +319,41 @@ def test_reseed_policy_for_split_streams() -> None:
 def test_reseed_of_the_rngs_layers_were_built_with_warns() -> None:
     rngs = nnx.Rngs(dropout=0)
     model = _TwoDropouts(rngs)
+    assert int(rngs.dropout.count[...]) == 2  # building each layer drew one count
+    assert np.array_equal(_key_data(rngs.dropout.key[...]), _key_data(jax.random.key(0)))
     before = flat_arrays(nnx.state(model))
     with pytest.warns(RngsDeprecationWarning, match="reseed-shared-rngs") as caught:
         nnx.reseed(rngs, dropout=5)  # RESEED-PARENT
     assert caught[0].lineno == line_of(__file__, "RESEED-PARENT")
     assert_bitwise_equal(flat_arrays(nnx.state(model)), before)  # the layers are not reached
-    assert int(rngs.dropout.count[...]) == 0  # the Rngs itself was reseeded
-    nnx.reseed(nnx.Rngs(dropout=1), dropout=5)  # an Rngs no layer forked from: no warning
+    # the Rngs itself was reseeded: the first key a fresh Rngs(dropout=5) draws, count 0
+    expected = _key_data(jax.random.fold_in(jax.random.key(5), 0))
+    assert np.array_equal(_key_data(rngs.dropout.key[...]), expected)
+    assert int(rngs.dropout.count[...]) == 0
+    other = nnx.Rngs(dropout=1)
+    nnx.reseed(other, dropout=5)  # an Rngs no layer forked from: no warning (pytest's 'error')
+    assert np.array_equal(_key_data(other.dropout.key[...]), expected)
 
 
 def test_reseed_graph_argument() -> None:
     model = _TwoDropouts(nnx.Rngs(dropout=0))
+    streams = [vars(model.a)["rngs"], vars(model.b)["rngs"]]  # graph order
+    model.a(jnp.ones((4,)))
+    model.b(jnp.ones((4,)))
+    old_keys = [_key_data(stream.key[...]) for stream in streams]
+    assert [int(stream.count[...]) for stream in streams] == [1, 1]
     nnx.reseed(model, graph=True, dropout=2)
-    assert int(vars(model.b)["rngs"].count[...]) == 0
+    for index, stream in enumerate(streams):
+        expected = _key_data(jax.random.fold_in(jax.random.key(2), index))
+        assert not np.array_equal(expected, old_keys[index])
+        assert np.array_equal(_key_data(stream.key[...]), expected)
+        assert int(stream.count[...]) == 0
     if not _versions.feature("RESEED_GRAPH_ARG"):
         with pytest.raises(TypeError, match="graph=False"):
             nnx.reseed(model, graph=False, dropout=2)
+    else:  # tree mode reaches the same streams in the same order
+        tree = _TwoDropouts(nnx.Rngs(dropout=0))
+        nnx.reseed(tree, graph=False, dropout=2)
+        for name, stream in zip("ab", streams, strict=True):
+            ours = _key_data(vars(getattr(tree, name))["rngs"].key[...])
+            assert np.array_equal(ours, _key_data(stream.key[...]))

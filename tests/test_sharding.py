@@ -95,6 +95,28 @@ def test_under_a_mesh_variables_shard_eagerly_without_warnings() -> None:
     assert not isinstance(explicit[...].sharding, NamedSharding)
 
 
+@pytest.mark.multidevice
+@pytest.mark.skipif(not EAGER, reason="eager sharding: flax 0.12.0+")
+def test_a_named_sharding_carries_its_mesh_outside_a_mesh_context() -> None:
+    """flax 0.12 shards with a NamedSharding's own mesh; only a failing creation is bridged."""
+    mesh = _mesh()
+    sharding = NamedSharding(mesh, P("data", None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = nnx.Variable(jnp.ones((4, 4)), out_sharding=sharding)
+    assert ours[...].sharding.is_equivalent_to(sharding, 2)
+    assert ours[...].sharding.spec == P("data", None)
+    # a mesh made with jax.make_mesh and its axis types, set with jax.set_mesh
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    made = jax.make_mesh((2, 2), ("data", "model"), axis_types=auto, devices=jax.devices()[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with jax.set_mesh(made):
+            in_context = nnx.Variable(jnp.ones((4, 4)), out_sharding=P("data", "model"))
+    assert in_context[...].sharding.spec == P("data", "model")
+    assert nnx_compat.report() == ()
+
+
 # --- flax 0.10's FSDP toy pattern, on 8 host devices ----------------------------------------------
 
 
