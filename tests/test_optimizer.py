@@ -182,10 +182,11 @@ def test_each_legacy_form_warns_at_the_user_line() -> None:
 
 
 def test_new_form_and_model_and_optimizer_emit_nothing() -> None:
+    """The 0.11 forms run silently, and each update trains as the native optimizer does."""
+    x, y = _batch(SPEC)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = MLP.build(SPEC)
-        x, y = _batch(SPEC)
         optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
         (_, _), grads = _grads(model, nnx.Param, x, y)
         optimizer.update(model, grads)
@@ -196,6 +197,17 @@ def test_new_form_and_model_and_optimizer_emit_nothing() -> None:
         assert both.model is model
         upstream.state(both)  # flax reading .model internally is not the user's legacy read
     assert nnx_compat.report() == ()
+    # the same four updates, written natively: two optimizers over one model
+    reference = MLP.build(SPEC)
+    natives = [make_optimizer("native", reference, optax.adam(1e-3)) for _ in range(2)]
+    (_, _), native_grads = _grads(reference, upstream.Param, x, y)
+    for native in natives:
+        for _ in range(2):
+            apply_update("native", native, reference, native_grads)
+    assert_bitwise_equal(flat_arrays(upstream.state(model)), flat_arrays(upstream.state(reference)))
+    assert_bitwise_equal(_opt_arrays(optimizer), _opt_arrays(natives[0]))
+    assert_bitwise_equal(_opt_arrays(both), _opt_arrays(natives[1]))
+    assert int(_opt_arrays(both)["step"]) == 2
 
 
 def test_typing_deprecated_marks_the_legacy_overloads() -> None:
@@ -383,10 +395,26 @@ def test_tree_mode_legacy_with_a_separate_model_names_the_fix() -> None:
 
 
 def test_graph_argument_on_older_flax() -> None:
-    model = MLP.build(SPEC)
-    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param, graph=None)
-    assert isinstance(optimizer, upstream.Optimizer)
-    if not _versions.feature("OPTIMIZER_GRAPH_ARG"):
+    """``graph=None``/``graph=True`` train as the plain form on every flax; ``graph=False``
+    needs flax 0.12.8."""
+    x, y = _batch(SPEC)
+    reference = MLP.build(SPEC)
+    native = make_optimizer("native", reference, optax.sgd(0.1))
+    (_, _), native_grads = _grads(reference, upstream.Param, x, y)
+    apply_update("native", native, reference, native_grads)
+    for graph in (None, True):
+        model = MLP.build(SPEC)
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param, graph=graph)
+        (_, _), grads = _grads(model, nnx.Param, x, y)
+        optimizer.update(model, grads)
+        assert_bitwise_equal(
+            flat_arrays(upstream.state(model)), flat_arrays(upstream.state(reference))
+        )
+        assert_bitwise_equal(_opt_arrays(optimizer), _opt_arrays(native))
+    if _versions.feature("OPTIMIZER_GRAPH_ARG"):
+        optimizer = nnx.Optimizer(_plain_mlp(SPEC), optax.sgd(0.1), wrt=nnx.Param, graph=False)
+        assert vars(optimizer)["graph"] is False
+    else:
         with pytest.raises(TypeError, match=r"needs flax 0\.12\.8"):
             nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param, graph=False)
 
@@ -406,8 +434,9 @@ def test_state_structure_matches_native() -> None:
     both = nnx.ModelAndOptimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     native_new = upstream.Optimizer(model, optax.adam(1e-3), wrt=upstream.Param)
     assert _paths(new) == _paths(native_new)
-    if API == "0.10":
-        assert _paths(legacy) == _paths(native_new)  # 0.10's Optimizer holds the model
+    if API == "0.10":  # 0.10's Optimizer holds the model, and is its ModelAndOptimizer
+        assert _paths(legacy) == _paths(native_new)
+        assert _paths(both) == _paths(native_new)
     else:
         native_both = upstream.ModelAndOptimizer(model, optax.adam(1e-3), wrt=upstream.Param)
         assert _paths(legacy) == _paths(native_both)
@@ -507,8 +536,21 @@ def test_mixed_forms_that_cannot_be_honoured() -> None:
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
     (_, _), grads = _grads(model, nnx.Param, *_batch(SPEC))
     if API == "0.10":  # 0.10's native Optimizer holds the model, so this is honoured
+        reference = MLP.build(SPEC)
+        native = upstream.Optimizer(reference, optax.sgd(0.1), wrt=upstream.Param)
+        (_, _), native_grads = _grads(reference, upstream.Param, *_batch(SPEC))
+        native.update(native_grads)
         with nnx_compat.warnings_policy("ignore"):
-            optimizer.update(grads)
+            optimizer.update(grads)  # MARK-mixed
+            assert optimizer.model is model
+        assert_bitwise_equal(
+            flat_arrays(upstream.state(model)), flat_arrays(upstream.state(reference))
+        )
+        assert_bitwise_equal(_opt_arrays(optimizer), _opt_arrays(native))
+        assert [(h.pattern, h.lineno) for h in nnx_compat.report()] == [
+            ("optimizer-model-attribute", _line("MARK-mixed") + 1),
+            ("optimizer-update-grads", _line("MARK-mixed")),
+        ]
         return
     with pytest.raises(TypeError, match=r"built in the flax 0\.11 form .*update\(model, grads\)"):
         optimizer.update(grads)

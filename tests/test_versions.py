@@ -268,13 +268,36 @@ def test_feature_probes_match_the_pinned_release() -> None:
     assert observed == expected
 
 
-def test_every_feature_is_documented_and_cached() -> None:
-    for name, probe in _versions.FEATURES.items():
-        assert name == probe.__name__.upper()
-        assert probe.__doc__ and "flax" in probe.__doc__
-        assert _versions.feature(name) is _versions.feature(name)
-    with pytest.raises(KeyError):
-        _versions.feature("NO_SUCH_FEATURE")
+def _counting(probe: _versions.Probe, calls: list[object]) -> _versions.Probe:
+    """``probe``, recording each module it is called with in ``calls``."""
+
+    def counting(module: object) -> bool:
+        calls.append(module)
+        return probe(module)
+
+    return counting
+
+
+def test_every_feature_is_documented_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each probe is named after its function, says which flax changed it, and runs once."""
+    nnx = _versions.import_nnx()
+    _versions.feature.cache_clear()
+    try:
+        for name, probe in list(_versions.FEATURES.items()):
+            assert name == probe.__name__.upper()
+            assert probe.__doc__ and "flax" in probe.__doc__
+            calls: list[object] = []
+            monkeypatch.setitem(_versions.FEATURES, name, _counting(probe, calls))
+            first = _versions.feature(name)
+            second = _versions.feature(name)
+            assert len(calls) == 1, name
+            assert calls[0] is nnx
+            assert first == second == probe(nnx), name
+        with pytest.raises(KeyError):
+            _versions.feature("NO_SUCH_FEATURE")
+    finally:
+        monkeypatch.undo()
+        _versions.feature.cache_clear()
 
 
 def test_probes_emit_no_warnings() -> None:
