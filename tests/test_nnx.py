@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 import types
@@ -70,3 +71,46 @@ def test_import_does_not_warn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Linear"
+
+
+BACKENDS_AFTER = """
+import os, sys
+import jax
+from jax._src import xla_bridge
+{imports}
+if xla_bridge.backends_are_initialized():
+    sys.exit("a JAX backend was started by: {imports!r}")
+# the configuration a program (or jax.distributed.initialize) must set before any computation
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_platforms", "cpu")
+print(jax.device_count())
+"""
+
+IMPORT_FORMS = {
+    "package": "import nnx_compat",
+    "namespace": "from nnx_compat import nnx",
+    "install": "import nnx_compat; nnx_compat.install()",
+    "every probe": (
+        "from nnx_compat import _versions; from nnx_compat import nnx; _versions.detect()"
+    ),
+    "tree and checkpoints": "import nnx_compat; nnx_compat.tree; nnx_compat.fix_checkpoint",
+}
+
+
+@pytest.mark.parametrize("imports", IMPORT_FORMS.values(), ids=IMPORT_FORMS.keys())
+def test_importing_starts_no_jax_backend(imports: str) -> None:
+    """flax.nnx itself starts none; neither may nnx_compat, or the device count, the platform
+    and jax.distributed.initialize() could no longer be configured after the import."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    code = BACKENDS_AFTER.format(imports=imports)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "4"
+
+
+def test_the_check_sees_a_started_backend() -> None:
+    """The test above fails when an import does start a backend."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    code = BACKENDS_AFTER.format(imports="import jax.numpy as jnp; jnp.zeros(1)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "a JAX backend was started" in out.stderr

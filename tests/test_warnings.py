@@ -157,6 +157,14 @@ def test_environment_variable(monkeypatch: pytest.MonkeyPatch, policy: str) -> N
     ours = [w for w in caught if issubclass(w.category, NNXCompatDeprecationWarning)]
     assert len(ours) == {"once": 1, "always": 2, "error": 0, "ignore": 0}[policy]
     assert raised == (policy == "error")
+    # every policy still ran the pattern handling and recorded both calls
+    (hit,) = nnx_compat.report()
+    assert (hit.pattern, hit.filename, hit.lineno, hit.count) == (
+        PID,
+        __file__,
+        _line_of("MARK-env"),
+        2,
+    )
 
 
 def test_context_manager_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,13 +260,17 @@ def test_user_filters_set_before_import_take_precedence(tmp_path: Path) -> None:
         import warnings
         warnings.simplefilter("ignore")
         import jax
+        import nnx_compat
         from nnx_compat._warnings import warn_legacy
         jax.tree.map(warn_legacy, ["optimizer-update-grads"])
+        print([(h.pattern, h.lineno, h.count) for h in nnx_compat.report()])
         """,
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "DeprecationWarning" not in proc.stderr
+    # the pattern ran and was recorded at the user's line; only its warning was filtered
+    assert proc.stdout.strip() == "[('optimizer-update-grads', 7, 1)]"
 
 
 def test_minus_w_error_is_respected(tmp_path: Path) -> None:
@@ -280,12 +292,88 @@ def test_user_filters_take_precedence(tmp_path: Path) -> None:
     proc = _run(
         """
         import warnings, jax
+        import nnx_compat
         from nnx_compat import NNXCompatDeprecationWarning
         from nnx_compat._warnings import warn_legacy
         warnings.simplefilter("ignore", NNXCompatDeprecationWarning)
         jax.tree.map(warn_legacy, ["optimizer-update-grads"])
+        print([(h.pattern, h.lineno, h.count) for h in nnx_compat.report()])
         """,
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "DeprecationWarning" not in proc.stderr
+    # the pattern ran and was recorded at the user's line; only its warning was filtered
+    assert proc.stdout.strip() == "[('optimizer-update-grads', 7, 1)]"
+
+
+# --- every way a script runs ----------------------------------------------------------------
+
+#: A legacy pattern that warns on every flax (no release accepts ``fork(splits=)``), on line 3.
+LEGACY_SCRIPT = (
+    "from nnx_compat import nnx\n"
+    "rngs = nnx.Rngs(0)\n"
+    "forked = rngs.fork(splits=2)\n"
+    "print('ran', forked.default.key.shape)\n"
+)
+
+
+def _subprocess_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "default"}
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin", "-m", "runpy", "exec", "file"])
+def test_warnings_never_crash_however_the_script_runs(how: str, tmp_path: Path) -> None:
+    """``python -c`` and ``python - < script`` once raised ImportError from warn_explicit."""
+    (tmp_path / "legacy_script.py").write_text(LEGACY_SCRIPT)
+    stdin = None
+    command = {
+        "-c": [sys.executable, "-c", LEGACY_SCRIPT],
+        "stdin": [sys.executable, "-"],
+        "-m": [sys.executable, "-m", "legacy_script"],
+        "runpy": [sys.executable, "-c", "import runpy; runpy.run_path('legacy_script.py')"],
+        "exec": [sys.executable, "-c", f"exec(compile({LEGACY_SCRIPT!r}, '<cell>', 'exec'))"],
+        "file": [sys.executable, "legacy_script.py"],
+    }[how]
+    if how == "stdin":
+        stdin = LEGACY_SCRIPT
+    proc = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, cwd=tmp_path, env=_subprocess_env()
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ran (2,)"
+    where = {
+        "-c": "<string>",
+        "stdin": "<stdin>",
+        "exec": "<cell>",
+    }.get(how, "legacy_script.py")
+    assert f"{where}:3: RngsDeprecationWarning: rngs.fork(splits=n)" in proc.stderr, proc.stderr
+
+
+def test_warnings_in_a_jupyter_kernel() -> None:
+    """A real IPython kernel (ipykernel, driven by jupyter_client), as notebooks run code."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(
+        kernel_name="python3", env=_subprocess_env(), startup_timeout=120
+    )
+    streams: dict[str, str] = {"stdout": "", "stderr": ""}
+    errors: list[str] = []
+
+    def output(message: dict[str, Any]) -> None:
+        content = message["content"]
+        if message["msg_type"] == "stream":
+            streams[content["name"]] += content["text"]
+        elif message["msg_type"] == "error":
+            errors.append("\n".join(content["traceback"]))
+
+    try:
+        reply = client.execute_interactive(LEGACY_SCRIPT, output_hook=output, timeout=120)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", errors
+    assert streams["stdout"].strip() == "ran (2,)"
+    assert ":3: RngsDeprecationWarning: rngs.fork(splits=n)" in streams["stderr"], streams
