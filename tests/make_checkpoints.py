@@ -15,7 +15,10 @@ jitted steps with Dropout on, and writes, for each model:
   dtype of every leaf of the saved tree (as orbax stores it, RNG keys as ``key<impl>``).
 
 The shipped fixtures under ``tests/fixtures/checkpoints/flax-<version>/`` are its output in
-the flax 0.10.7 and 0.12.8 environments; ``tests/test_make_checkpoints.py`` checks that.
+the flax 0.10.7 and 0.12.8 environments; ``tests/test_make_checkpoints.py`` checks that. The
+same flax and jax write the same floats bit for bit only on the same kind of CPU (XLA compiles
+for the CPU it runs on); elsewhere they agree within that test's ``MAX_ULPS``, and integers and
+RNG key data exactly.
 """
 
 from __future__ import annotations
