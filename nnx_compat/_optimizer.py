@@ -15,6 +15,7 @@ exists) and call its methods for the arithmetic, so the compiled code is the nat
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Final, Literal, overload
 
 import jax
@@ -38,6 +39,13 @@ _GRAPH_ARG: Final = _versions.feature("OPTIMIZER_GRAPH_ARG")
 
 Form = Literal["legacy", "new", "model"]
 _FORM: Final = "_nnx_compat_form"  # a static attribute: not part of nnx.state
+
+#: The model each new-form optimizer was built for, on flax 0.11+, where the optimizer does not
+#: hold it: flax 0.10 code writes ``Optimizer(model, tx, wrt=...)`` (valid there) and then
+#: ``update(grads)`` or ``.model``. Kept beside the optimizer, never in it, so that its state and
+#: graph stay exactly the native ones. An optimizer that ``nnx.jit`` (or another transform)
+#: rebuilt inside a trace is not here: see ``_unreachable_model``.
+_BUILT_FOR: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 class _Missing:
@@ -84,6 +92,27 @@ def _check_wrt(model: Any, wrt: Any, graph: Any) -> None:
         f"update nothing. Its variables are of types {', '.join(kinds) or '(none)'}; pass one "
         f"of them, e.g. wrt=nnx.Param."
     )
+
+
+def _unreachable_model(call: str) -> str:
+    return (
+        f"{call} needs the optimizer's model, but this one was built with wrt= as a keyword, "
+        "whose state (as on flax 0.11+) does not hold the model, and it was rebuilt inside a "
+        "transform (nnx.jit, nnx.scan, ...), where nnx_compat cannot reach the model it was "
+        "built for. Pass the model: optimizer.update(model, grads), with the model given to "
+        "the transform beside the optimizer; or build it as nnx.ModelAndOptimizer(model, tx, "
+        "wrt=...) (or the 0.10 form nnx.Optimizer(model, tx)), which holds the model in its "
+        "state."
+    )
+
+
+def _outside_this_trace(model: Any) -> bool:
+    """Whether ``model``'s Variables belong to another trace (a transform is running)."""
+    for _, node in _nnx.graph.iter_graph(model):
+        if isinstance(node, _nnx.Variable):
+            trace = getattr(node, "_trace_state", None)
+            return trace is not None and not trace.is_valid()
+    return False
 
 
 def _graph_mode(optimizer: Any) -> bool:
@@ -169,6 +198,8 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
         _Native.__init__(self, model, tx, wrt=wrt, **kwargs)
         if form != "new" and "model" not in vars(self):
             self.model = model
+        elif form == "new" and "model" not in vars(self):
+            _BUILT_FOR[self] = model
         setattr(self, _FORM, form)
 
     @property
@@ -176,11 +207,12 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
         """The model a legacy-form optimizer holds (deprecated since flax 0.11.0)."""
         attributes = vars(self)
         if "model" not in attributes:
-            raise AttributeError(
-                "this nnx.Optimizer was built in the flax 0.11 form (wrt= as a keyword), which "
-                "does not hold the model. Keep a reference to the model yourself, or build it as "
-                "nnx.ModelAndOptimizer(model, tx, wrt=...) to get .model."
-            )
+            built_for = _BUILT_FOR.get(self, _MISSING)
+            if built_for is _MISSING:
+                raise AttributeError(_unreachable_model("optimizer.model"))
+            if _warnings.called_from_user():
+                _warnings.warn_legacy("optimizer-model-attribute")
+            return built_for
         if attributes.get(_FORM) != "model" and _warnings.called_from_user():
             _warnings.warn_legacy("optimizer-model-attribute")
         return attributes["model"]
@@ -188,6 +220,13 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
     @model.setter
     def model(self, value: Any) -> None:
         self.__dict__["model"] = value
+
+    if "__getattribute__" in vars(_Native):  # flax 0.11+ refuses ``.model`` there, first
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "model":
+                return Optimizer.model.fget(self)  # type: ignore[attr-defined]
+            return super().__getattribute__(name)
 
     @overload  # type: ignore[override]
     @deprecated(
@@ -227,12 +266,9 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
             )
         if model is _MISSING:
             if held is _MISSING:
-                raise TypeError(
-                    "optimizer.update(grads) needs an optimizer that holds its model, but this "
-                    "one was built in the flax 0.11 form (wrt= as a keyword). Call "
-                    "optimizer.update(model, grads), or build it as nnx.Optimizer(model, tx) "
-                    "(0.10 form) or nnx.ModelAndOptimizer(model, tx, wrt=...)."
-                )
+                held = _BUILT_FOR.get(self, _MISSING)
+                if held is _MISSING or _outside_this_trace(held):
+                    raise TypeError(_unreachable_model("optimizer.update(grads)"))
             if form != "model":
                 _warnings.warn_legacy("optimizer-update-grads")
             model = held
