@@ -189,7 +189,7 @@ def messages(junit: Path, wanted: Iterable[str]) -> dict[str, str]:
         if test_id in wanted:
             for child in case:
                 if child.tag in ("failure", "error"):
-                    found[test_id] = (child.get("message") or "").splitlines()[0][:300]
+                    found[test_id] = ((child.get("message") or "").splitlines() or [""])[0]
     return found
 
 
@@ -308,7 +308,7 @@ def compare(
         print(f"[{mode}] {len(harmed)} natively passing tests do not pass through nnx_compat:")
         for test in harmed:
             outcome = results.get(test, "not collected")
-            print(f"  {test}: {outcome} {reasons.get(test, '')}")
+            print(f"  {test}: {outcome} {reasons.get(test, '')[:600]}")
     for test in stale:
         print(f"  stale: {test} is listed in BRIDGED_REJECTIONS but passes; remove it")
     return not harmed and not stale
