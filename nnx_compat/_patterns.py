@@ -282,6 +282,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx_compat warns once per call site instead of flax's warning on every access",
     ),
     _P(
+        "variable-value-variable",
+        "variable",
+        "variable.value = other_variable (flax 0.10's model surgery)",
+        "variable.value = other_variable.value (flax 0.12: variable.set_value(other[...]))",
+        "0.11.0",
+        ("Variable",),
+        "flax 0.11 raises 'Cannot set value to a Variable'; nnx_compat takes the other "
+        "Variable's value (flax 0.10 and 0.12 store the Variable itself, and keep doing so)",
+    ),
+    _P(
         "variable-inplace-op",
         "variable",
         "variable += x",

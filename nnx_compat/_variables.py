@@ -8,6 +8,8 @@ warning or an error that the installed flax does not give.* On each generation:
 
 * flax 0.10/0.11: ``get_value()``/``set_value()`` are added (``variable[...]`` is native);
   ``out_sharding=`` (and ``sharding_names=`` on 0.10) is stored under the installed flax's key.
+* flax 0.11: ``variable.value = other_variable`` (0.10's model surgery) takes the other's value
+  with a ``variable-value-variable`` warning, where flax raises.
 * flax 0.11+: the mutation check of a Variable first tells :func:`on_first_mutation`'s
   watchers (the copies that ``nnx.merge`` makes of a captured state, see ``_state``).
 * flax 0.12: ``.value`` warns once per call site, at the user's line, as ``variable-value``
@@ -75,6 +77,20 @@ def _set_value(self: Any, value: Any, *, index: Any = _MISSING) -> None:
         self.value = value
     else:
         self[index] = value
+
+
+def _value_taking_variables(native: property) -> property:
+    """flax 0.11's ``value`` property, whose setter takes a Variable's value for a Variable."""
+    setter = native.fset
+    assert setter is not None
+
+    def fset(self: Any, value: Any) -> None:
+        if isinstance(value, Variable):
+            _warnings.warn_legacy("variable-value-variable", detail=f"a {type(value).__name__}")
+            value = value.value
+        setter(self, value)
+
+    return property(native.fget, fset, native.fdel, native.__doc__)
 
 
 # --------------------------------------------------------------------------- flax 0.11+
@@ -184,6 +200,8 @@ def _replacements() -> dict[str, Any]:
         out["set_value"] = _set_value
     if _versions.feature("VARIABLE_VALUE_WARNS"):  # flax 0.12.1
         out["value"] = _value_property()
+    if _versions.feature("VARIABLE_VALUE_REJECTS_VARIABLE"):  # flax 0.11
+        out["value"] = _value_taking_variables(vars(Variable)["value"])
     if _versions.feature("VARIABLE_INPLACE_RAISES"):  # flax 0.12.0
         for name, (symbol, op) in _INPLACE.items():
             if name in vars(Variable):

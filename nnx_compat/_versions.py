@@ -347,6 +347,23 @@ def variable_value_warns(nnx: Any) -> bool:
 
 
 @_probe
+def variable_value_rejects_variable(nnx: Any) -> bool:
+    """``variable.value = other_variable`` raises ``Cannot set value to a Variable`` (flax 0.10
+    and 0.11; flax 0.10's states hold ``VariableState``, which takes it, and flax 0.12 stores
+    the Variable as the value)."""
+    import numpy as np
+
+    variable = nnx.Variable(np.zeros((), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flax 0.12.1+ deprecates the .value setter itself
+        try:
+            variable.value = nnx.Variable(np.zeros((), np.float32))
+        except ValueError:
+            return True
+    return False
+
+
+@_probe
 def variable_inplace_raises(nnx: Any) -> bool:
     """``variable += x`` raises NotImplementedError (flax 0.12.0)."""
     import numpy as np

@@ -230,7 +230,7 @@ def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
     expected = {"__init__"}
     if not _versions.feature("VARIABLE_GET_VALUE"):
         expected |= {"get_value", "set_value"}
-    if VALUE_WARNS:
+    if VALUE_WARNS or _versions.feature("VARIABLE_VALUE_REJECTS_VARIABLE"):
         expected.add("value")
     if INPLACE_RAISES:
         expected |= {name for name in _variables._INPLACE if name in vars(upstream.Variable)}
@@ -252,3 +252,61 @@ def test_import_nnx_compat_alone_leaves_flax_untouched() -> None:
     module, has_get_value = out.stdout.split()
     assert module.startswith("flax.")
     assert has_get_value == str(_versions.feature("VARIABLE_GET_VALUE"))
+
+
+# --- variable.value = other_variable (flax 0.10's model surgery guide) ------------------------
+
+# flax 0.10/0.11's Variable rejects it; 0.10's states hold VariableState, which takes it
+REJECTS_VARIABLE = _versions.feature("VARIABLE_VALUE_REJECTS_VARIABLE")
+SURGERY_FAILS = REJECTS_VARIABLE and _versions.feature("STATE_SHARES_VARIABLES")  # flax 0.11
+
+
+class _Surgery(nnx.Module):  # type: ignore[misc]
+    def __init__(self, rngs: Any) -> None:
+        self.linear1 = nnx.Linear(2, 3, rngs=rngs)
+
+
+def _surgery() -> tuple[jax.Array, jax.Array]:
+    """The guide's model surgery: an abstract state filled with another model's Variables."""
+    model = _Surgery(nnx.Rngs(0))
+    graphdef, abs_state = nnx.split(nnx.eval_shape(lambda: _Surgery(nnx.Rngs(1))))
+    abs_state["linear1"]["kernel"].value = model.linear1.kernel  # SURGERY
+    abs_state["linear1"]["bias"].value = model.linear1.bias
+    merged = nnx.merge(graphdef, abs_state)
+    x = jnp.ones((1, 2))
+    return merged.linear1(x), model.linear1(x)
+
+
+@pytest.mark.skipif(not SURGERY_FAILS, reason="flax 0.10 and 0.12 accept it")
+def test_reproduce_setting_a_variable_as_value(upstream_variable: None) -> None:
+    with pytest.raises(ValueError, match="Cannot set value to a Variable"):
+        _surgery()
+
+
+def test_setting_a_variable_as_value_runs_the_surgery() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        merged, original = _surgery()
+    assert_same_bits(merged, original)
+    hits = [(h.pattern, h.lineno) for h in nnx_compat.report()]
+    if SURGERY_FAILS:
+        surgery = line_of(__file__, "SURGERY")
+        assert hits == [
+            ("variable-value-variable", surgery),
+            ("variable-value-variable", surgery + 1),
+        ]
+        assert [w.lineno for w in caught if "variable-value-variable" in str(w.message)] == [
+            surgery,
+            surgery + 1,
+        ]
+    else:  # the installed flax's own meaning (it stores the Variable), silently
+        assert not [h for h in hits if h[0] == "variable-value-variable"]
+
+
+@pytest.mark.skipif(not REJECTS_VARIABLE, reason="flax 0.12 stores the Variable as the value")
+def test_a_variable_as_value_takes_its_value_where_flax_rejects_it() -> None:
+    target, source = nnx.Param(jnp.zeros(3)), nnx.Param(jnp.ones(3))
+    with nnx_compat.warnings_policy("ignore"):
+        target.value = source
+    assert_same_bits(target[...], jnp.ones(3))
+    assert [h.pattern for h in nnx_compat.report()] == ["variable-value-variable"]
