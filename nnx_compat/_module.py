@@ -17,6 +17,7 @@ Module (``nnx.Linear`` included), and the subclass is a flax Module in every oth
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,14 @@ def _is_data(x: Any) -> bool:
 def _holds_data(value: Any) -> bool:
     """Whether a container holds a Module, a Variable or an array, at any depth."""
     return any(_is_data(leaf) for leaf in jax.tree_util.tree_leaves(value, is_leaf=_is_data))
+
+
+def _is_static(node: Any, name: str) -> bool:
+    """Whether ``node`` has an attribute ``name`` that flax 0.12 holds static (not data)."""
+    if name not in vars(node):
+        return False
+    nodes = vars(node).get("_pytree__nodes", {})
+    return name not in nodes or not nodes[name]
 
 
 class _Construction(threading.local):
@@ -118,12 +127,21 @@ class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-t
     if _STRICT:
 
         def __setattr__(self, name: str, value: Any) -> None:
-            if type(value) in _CONTAINERS and not _containers.is_explicit_data(value):
+            if isinstance(value, dataclasses.Field):  # nnx.data(...) / nnx.static(...)
+                pass
+            elif type(value) in _CONTAINERS:
                 if _holds_data(value):
                     _report(self, name, value)
                     value = _containers.data(value)
                 elif (candidates := _candidates(self)) is not None:
                     candidates.add(name)  # may be filled later in __init__
-            elif _construction.stack and (candidates := _candidates(self)) is not None:
+            elif _holds_data(value) and (_is_static(self, name) or not _is_data(value)):
+                # data for an attribute flax holds static (``self.b = None`` first), or a
+                # pytree of the user's holding arrays: state, whenever assigned, as on 0.10
+                pattern = "pytree-attribute" if not _is_data(value) else "static-attribute-data"
+                what = type(value).__name__
+                _warnings.warn_legacy(pattern, detail=f"{type(self).__name__}.{name} = {what}")
+                value = _containers.data(value)
+            if type(value) not in _CONTAINERS and (candidates := _candidates(self)) is not None:
                 candidates.discard(name)
             super().__setattr__(name, value)

@@ -273,6 +273,24 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     # ---------------------------------------------------------------- variable
     _P(
+        "static-attribute-data",
+        "pytree",
+        "self.x = None (or another static value), later self.x = a Module, Variable or array",
+        "self.x = nnx.data(None) at the first assignment, or self.x = nnx.data(value)",
+        "0.12.0",
+        ("Module",),
+        "flax 0.12 keeps an attribute's first status and raises for data in a static one; "
+        "nnx_compat makes it data, as on 0.10",
+    ),
+    _P(
+        "pytree-attribute",
+        "pytree",
+        "self.tree = a registered pytree (not an NNX object) holding arrays or Variables",
+        "self.tree = nnx.data(tree)",
+        "0.12.0",
+        ("Module",),
+    ),
+    _P(
         "variable-value",
         "variable",
         "variable.value",
