@@ -68,6 +68,8 @@ def markdown_table() -> str:
             shim = ", ".join(f"`nnx.{s}`" for s in p.shims)
         elif p.status == "native":
             shim = "not bridged: the installed flax's meaning stands"
+        elif p.status == "non-goal":
+            shim = "not bridged: an error names the new form"
         else:
             shim = "planned"
         rows.append(f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} |")

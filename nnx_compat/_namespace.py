@@ -11,7 +11,7 @@ import types
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from nnx_compat import _patterns, _versions
+from nnx_compat import _patterns, _versions, _warnings
 
 __all__ = ["populate", "public_names"]
 
@@ -56,6 +56,11 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
 
 def _fallback(upstream: types.ModuleType, own_name: str) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
+        if name in _patterns.REMOVED and name not in vars(upstream):
+            # a flax 0.10 name the installed flax removed: 0.10's behaviour, or the way out
+            value = _patterns.load_removed(name)
+            _warnings.warn_legacy(_patterns.REMOVED[name].pattern, detail=f"nnx.{name}")
+            return value
         try:
             return getattr(upstream, name)
         except AttributeError:

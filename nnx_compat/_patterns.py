@@ -19,7 +19,18 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
-__all__ = ["FAMILIES", "PATTERNS", "SHIMS", "Pattern", "get", "load_shim", "shims"]
+__all__ = [
+    "FAMILIES",
+    "PATTERNS",
+    "REMOVED",
+    "SHIMS",
+    "Pattern",
+    "Removed",
+    "get",
+    "load_removed",
+    "load_shim",
+    "shims",
+]
 
 Family = Literal[
     "optimizer", "rngs", "checkpoint", "pytree", "variable", "sharding", "layers", "transforms"
@@ -53,6 +64,8 @@ class Pattern:
         same_call: The legacy code is a call that the installed flax runs without error but
             with another meaning. That meaning stands for everyone: nnx_compat neither bridges
             nor warns at run time; the table, the README and the checker name the difference.
+        non_goal: Why nnx_compat deliberately does not bridge it; the user gets an error that
+            names the new form.
     """
 
     id: str
@@ -63,17 +76,24 @@ class Pattern:
     shims: tuple[str, ...] = ()
     note: str = ""
     same_call: bool = False
+    non_goal: str = ""
 
     @property
     def bridged(self) -> bool:
-        """Whether every shim this pattern needs is implemented."""
-        return bool(self.shims) and all(name in SHIMS for name in self.shims)
+        """Whether every shim this pattern needs is implemented (or backported, for names
+        that a later flax removed)."""
+        return bool(self.shims) and all(
+            name in SHIMS or (name in REMOVED and REMOVED[name].backport) for name in self.shims
+        )
 
     @property
     def status(self) -> str:
-        """``bridged``, ``native`` (the installed flax's meaning stands) or ``planned``."""
+        """``bridged``, ``native`` (the installed flax's meaning stands), ``non-goal`` (an error
+        names the new form) or ``planned``."""
         if self.same_call:
             return "native"
+        if self.non_goal:
+            return "non-goal"
         return "bridged" if self.bridged else "planned"
 
     def message(self) -> str:
@@ -166,10 +186,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "nnx-fork",
         "rngs",
-        "nnx.fork(rngs, ...) / nnx.ForkStates",
-        "nnx.fork_rngs(...)",
+        "nnx.fork(state, split_filter, split_pattern) / nnx.ForkStates",
+        "nnx.split_rngs(splits=n) or nnx.fork_rngs(split=n) around the transform",
         "0.11.0",
-        ("fork", "fork_rngs"),
+        ("fork", "ForkStates", "fork_rngs"),
+        "flax 0.11 removed both; nnx_compat serves 0.10's nnx.fork where they are missing",
     ),
     _P(
         "reseed-shared-rngs",
@@ -228,6 +249,29 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "since flax 0.11 the state holds the model's own Variables and moves with it; the "
         "call succeeds either way, so the installed flax's meaning stands",
         same_call=True,
+    ),
+    _P(
+        "mutable-arrays",
+        "variable",
+        "nnx.mutable_array / nnx.MutableArray / nnx.is_mutable_array / nnx.mutable / nnx.freeze",
+        "jax's array refs (jax.array_ref or jax.new_ref) and, on flax 0.12, hijax Variables "
+        "(nnx.with_vars)",
+        "0.11.0",
+        ("mutable_array", "MutableArray", "is_mutable_array", "mutable", "freeze"),
+        non_goal="flax 0.10's experimental mutable-array API has no counterpart with the same "
+        "meaning in later flax; using a name raises an AttributeError naming the replacement",
+    ),
+    _P(
+        "nnx-dataclasses",
+        "pytree",
+        "nnx.dataclass / nnx.field / nnx.static / nnx.Static / nnx.dataclasses (flax 0.10)",
+        "dataclasses.dataclass with nnx.data(...) for data fields (flax 0.12: nnx.dataclass "
+        "with nnx.data() / nnx.static() fields)",
+        "0.11.0",
+        ("dataclass", "field", "static", "Static", "dataclasses"),
+        non_goal="flax 0.11 has none of them and flax 0.12's nnx.dataclass and nnx.static "
+        "mean something else (which stands); a missing name raises an AttributeError naming "
+        "the replacement",
     ),
     # ---------------------------------------------------------------- pytree
     _P(
@@ -325,6 +369,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.Variable",
         "0.11.0",
         ("VariableState",),
+        "states hold Variables since flax 0.11; flax 0.12 removed the alias, and nnx_compat "
+        "serves nnx.Variable under the old name there",
     ),
     # ---------------------------------------------------------------- sharding
     _P(
@@ -336,6 +382,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.12.0",
         ("Variable",),
         "it is created unsharded, as on flax 0.10, for nnx.get_partition_spec to shard later",
+    ),
+    _P(
+        "with-sharding-constraint",
+        "sharding",
+        "nnx.with_sharding_constraint(x, spec, mesh)",
+        "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))",
+        "0.11.0",
+        ("with_sharding_constraint",),
+        "flax 0.11 removed it; nnx_compat serves 0.10's where it is missing (a no-op without "
+        "a mesh, as before)",
     ),
     _P(
         "sharding-metadata-key",
@@ -436,6 +492,42 @@ SHIMS: Final[Mapping[str, str]] = {
     "vmap": "nnx_compat._transforms:vmap",
 }
 
+
+@dataclasses.dataclass(frozen=True)
+class Removed:
+    """A public name of flax 0.10's ``nnx`` that a later flax removed.
+
+    Attributes:
+        pattern: The id of the record that names it.
+        backport: ``"module:attribute"`` of 0.10's behaviour, served where the installed flax
+            lacks the name (with the record's warning); None: using the name raises an
+            ``AttributeError`` that names the record's new form.
+    """
+
+    pattern: str
+    backport: str | None = None
+
+
+#: The removed names, read by the namespace's ``__getattr__`` for names the installed flax lacks.
+REMOVED: Final[Mapping[str, Removed]] = {
+    "ForkStates": Removed("nnx-fork", "nnx_compat._removed:ForkStates"),
+    "MutableArray": Removed("mutable-arrays"),
+    "Static": Removed("nnx-dataclasses"),
+    "VariableState": Removed("variable-state", "nnx_compat._removed:VariableState"),
+    "dataclass": Removed("nnx-dataclasses"),
+    "dataclasses": Removed("nnx-dataclasses"),
+    "field": Removed("nnx-dataclasses"),
+    "fork": Removed("nnx-fork", "nnx_compat._removed:fork"),
+    "freeze": Removed("mutable-arrays"),
+    "is_mutable_array": Removed("mutable-arrays"),
+    "mutable": Removed("mutable-arrays"),
+    "mutable_array": Removed("mutable-arrays"),
+    "static": Removed("nnx-dataclasses"),
+    "with_sharding_constraint": Removed(
+        "with-sharding-constraint", "nnx_compat._removed:with_sharding_constraint"
+    ),
+}
+
 _BY_ID: Final = {p.id: p for p in PATTERNS}
 
 
@@ -461,4 +553,23 @@ def shims() -> Iterator[str]:
 def load_shim(name: str) -> Any:
     """Imports and returns the implementation of the shim for ``nnx.<name>``."""
     module, _, attribute = SHIMS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def load_removed(name: str) -> Any:
+    """The backport of a removed name, or an ``AttributeError`` naming its replacement.
+
+    Raises:
+        KeyError: for a name that is not in :data:`REMOVED`.
+        AttributeError: for a removed name without a backport.
+    """
+    removed = REMOVED[name]
+    pattern = get(removed.pattern)
+    if removed.backport is None:
+        raise AttributeError(
+            f"nnx.{name} was removed in flax {pattern.changed_in} ({pattern.legacy}); use "
+            f"{pattern.new}. nnx_compat does not serve it: {pattern.non_goal} "
+            f"[nnx-compat: {pattern.id}]"
+        )
+    module, _, attribute = removed.backport.partition(":")
     return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,101 @@
+"""flax 0.10 names that later flax releases removed: 0.10's behaviour where it can be had.
+
+Served by ``nnx_compat.nnx``'s module ``__getattr__`` only where the installed flax lacks the
+name (see ``_patterns.REMOVED``), with the record's warning at the user's line. Names without a
+backport raise an ``AttributeError`` that names their replacement instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any, NamedTuple
+
+import jax
+
+from nnx_compat import _versions
+
+__all__ = ["ForkStates", "VariableState", "fork", "with_sharding_constraint"]
+
+_nnx: Any = _versions.import_nnx()
+
+
+class ForkStates(NamedTuple):
+    """What flax 0.10's ``nnx.fork`` returned: the RNG state split into the streams whose keys
+    were split (keys, counts) and the ones broadcast (keys, counts)."""
+
+    split_keys: Any
+    split_counts: Any
+    broadcast_keys: Any
+    broadcast_counts: Any
+
+
+def fork(state: Any, split_filter: Any, split_pattern: Any) -> ForkStates:
+    """flax 0.10's ``nnx.fork(state, split_filter, split_pattern)``.
+
+    Partitions an RNG state into the keys and counts that ``split_filter`` selects and the rest,
+    and splits each selected key ``split_pattern`` ways (an int, or a tuple of axis sizes where
+    ``None`` counts as 1), as ``jax.random.split`` does.
+
+    Raises:
+        ValueError: for ``split_pattern=None``.
+    """
+    if split_pattern is None:
+        raise ValueError("nnx.fork needs a split_pattern: an int or a tuple of axis sizes")
+    num_splits = (
+        split_pattern
+        if isinstance(split_pattern, int)
+        else tuple(1 if axis is None else axis for axis in split_pattern)
+    )
+    split_keys, split_counts, broadcast_keys, broadcast_counts = _nnx.split_state(
+        state,
+        _nnx.All(split_filter, _nnx.RngKey),
+        _nnx.All(split_filter, _nnx.RngCount),
+        _nnx.RngKey,
+        _nnx.RngCount,
+    )
+
+    def split(key: Any) -> Any:
+        if not isinstance(key, jax.Array):
+            raise TypeError(f"nnx.fork: an RNG key must be a jax.Array, got {type(key).__name__}")
+        return jax.random.split(key, num_splits)
+
+    split_keys = jax.tree.map(split, split_keys)
+    return ForkStates(split_keys, split_counts, broadcast_keys, broadcast_counts)
+
+
+def _mesh_defined() -> bool:
+    """Whether a mesh context is active (``with mesh:``, ``jax.set_mesh``, ``use_mesh``)."""
+    if not jax.sharding.get_abstract_mesh().empty:
+        return True
+    # the legacy ``with mesh:`` context, which flax 0.10 looked at (jax keeps it in one of these)
+    for module in ("jax._src.mesh", "jax._src.interpreters.pxla"):
+        resources = getattr(importlib.import_module(module), "thread_resources", None)
+        if resources is not None:
+            return bool(resources.env.physical_mesh.devices.shape != ())
+    return False
+
+
+def _constrain(x: Any, spec: Any, mesh: Any) -> Any:
+    if mesh is None and not _mesh_defined():
+        return x  # no mesh: a no-op, as flax 0.10's
+    if mesh is not None and spec is not None:
+        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
+    return jax.lax.with_sharding_constraint(x, spec)
+
+
+def _is_spec(x: Any) -> bool:
+    return x is None or (isinstance(x, tuple) and all(e is None or isinstance(e, str) for e in x))
+
+
+def with_sharding_constraint(x: Any, axis_resources: Any, mesh: Any = None) -> Any:
+    """flax 0.10's ``nnx.with_sharding_constraint``: ``jax.lax.with_sharding_constraint`` over a
+    pytree of partition specs, a no-op when no mesh is given or active."""
+    if axis_resources is None:
+        return x
+    constrain = functools.partial(_constrain, mesh=mesh)
+    return jax.tree.map(constrain, x, axis_resources, is_leaf=_is_spec)
+
+
+#: flax 0.12 removed ``VariableState`` (0.11's alias of ``Variable``); its states hold Variables.
+VariableState: Any = _nnx.Variable

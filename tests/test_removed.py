@@ -1,0 +1,107 @@
+"""flax 0.10 names that later releases removed: 0.10's behaviour, or an error naming the fix."""
+
+from __future__ import annotations
+
+import warnings
+
+import flax.nnx as upstream
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import nnx_compat
+from nnx_compat import _patterns, _removed, nnx
+from tests.markers import line_of
+from tests.strategies import assert_same_bits
+
+
+def _native(name: str) -> bool:
+    return name in vars(upstream)
+
+
+@pytest.mark.parametrize("name", sorted(_patterns.REMOVED))
+def test_each_removed_name(name: str) -> None:
+    removed = _patterns.REMOVED[name]
+    pattern = _patterns.get(removed.pattern)
+    assert name in pattern.shims
+    if _native(name):  # the installed flax has it: its own object, silently
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert getattr(nnx, name) is getattr(upstream, name)
+        assert nnx_compat.report() == ()
+    elif removed.backport:
+        with nnx_compat.warnings_policy("ignore"):
+            value = getattr(nnx, name)
+        assert value is _patterns.load_removed(name)
+        assert [h.pattern for h in nnx_compat.report()] == [pattern.id]
+        assert pattern.status == "bridged"
+    else:
+        with pytest.raises(AttributeError, match=rf"use .*\[nnx-compat: {pattern.id}\]"):
+            getattr(nnx, name)
+        assert pattern.status == "non-goal" and pattern.non_goal
+        assert not hasattr(nnx, name)
+
+
+def test_the_warning_lands_at_the_users_line() -> None:
+    if _native("fork"):
+        pytest.skip("flax 0.10 has nnx.fork")
+    with pytest.warns(nnx_compat.RngsDeprecationWarning, match="nnx-fork") as caught:
+        _ = nnx.fork  # USE-FORK
+    assert caught[0].filename == __file__
+    assert caught[0].lineno == line_of(__file__, "USE-FORK")
+
+
+@pytest.mark.parametrize("pattern", [4, (2, 3), (2, None)])
+def test_fork_splits_the_selected_keys_as_flax_010(pattern: object) -> None:
+    rngs = upstream.Rngs(params=0, dropout=1)
+    state = upstream.state(rngs)
+    forked = _removed.fork(state, "dropout", pattern)
+    shape = pattern if isinstance(pattern, int) else tuple(a or 1 for a in pattern)
+    (split_key,) = jax.tree.leaves(forked.split_keys)
+    expected = jax.random.split(rngs.dropout.key[...], shape)
+    assert_same_bits(jax.random.key_data(split_key), jax.random.key_data(expected))
+    assert len(jax.tree.leaves(forked.split_counts)) == 1
+    assert len(jax.tree.leaves(forked.broadcast_keys)) == 1  # params
+    if _native("fork"):  # flax 0.10's own gives the same bits
+        native = upstream.fork(state, "dropout", pattern)
+        (native_key,) = jax.tree.leaves(native.split_keys)
+        assert_same_bits(jax.random.key_data(split_key), jax.random.key_data(native_key))
+    with pytest.raises(ValueError, match="split_pattern"):
+        _removed.fork(state, "dropout", None)
+
+
+def test_with_sharding_constraint_without_a_mesh_is_a_no_op() -> None:
+    x = jnp.arange(4.0)
+    assert _removed.with_sharding_constraint(x, P("data")) is x
+    assert _removed.with_sharding_constraint(x, None) is x
+
+
+@pytest.mark.multidevice
+def test_with_sharding_constraint_under_a_mesh() -> None:
+    if len(jax.devices()) < 8:
+        pytest.fail("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
+    x = jnp.ones((4, 8))
+    constrain = jax.jit(lambda x: _removed.with_sharding_constraint(x, P("data", "model"), mesh))
+    y = constrain(x)
+    assert y.sharding.is_equivalent_to(NamedSharding(mesh, P("data", "model")), 2)
+    tree = {"a": x, "b": x}
+    specs = {"a": P("data", None), "b": P(None, "model")}
+    out = jax.jit(lambda t: _removed.with_sharding_constraint(t, specs, mesh))(tree)
+    for key, spec in specs.items():
+        assert out[key].sharding.is_equivalent_to(NamedSharding(mesh, spec), 2)
+    if _native("with_sharding_constraint"):
+        native = jax.jit(lambda x: upstream.with_sharding_constraint(x, P("data", "model"), mesh))
+        assert native(x).sharding == y.sharding
+
+
+def test_variable_state_is_variable_where_flax_removed_it() -> None:
+    if _native("VariableState"):
+        pytest.skip("the installed flax has its own VariableState")
+    with nnx_compat.warnings_policy("ignore"):
+        variable_state = nnx.VariableState
+    assert variable_state is upstream.Variable
+    assert isinstance(upstream.Param(jnp.ones(1)), variable_state)
