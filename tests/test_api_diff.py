@@ -1,0 +1,73 @@
+"""The API audit (``tools/api_diff.py``): its snapshots and report are what the code produces."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+import pytest
+
+from tools import api_diff
+
+RELEASES = ("0.10.7", "0.11.2", "0.12.8")
+INSTALLED = importlib.metadata.version("flax")
+
+
+@pytest.mark.skipif(INSTALLED not in RELEASES, reason=f"no snapshot of flax {INSTALLED}")
+def test_the_snapshot_of_the_installed_flax_is_current() -> None:
+    """Regenerated here; a mismatch means the audit must be rerun (see the tool's docstring)."""
+    shipped = json.loads(api_diff.snapshot_path(INSTALLED).read_text())
+    fresh = json.loads(api_diff.dumps(api_diff.snapshot()))
+    assert fresh["flax"] == shipped["flax"]
+    missing = sorted(set(shipped["api"]) - set(fresh["api"]))
+    extra = sorted(set(fresh["api"]) - set(shipped["api"]))
+    changed = sorted(
+        n for n in shipped["api"] if n in fresh["api"] and shipped["api"][n] != fresh["api"][n]
+    )
+    assert (missing, extra, changed) == ([], [], [])
+
+
+def test_the_report_is_generated_from_the_snapshots() -> None:
+    paths = [api_diff.snapshot_path(release) for release in RELEASES]
+    assert (api_diff.SNAPSHOTS / "REPORT.md").read_text() == api_diff.report(paths), (
+        "tools/api/REPORT.md is stale: python -m tools.api_diff report "
+        + " ".join(str(p) for p in paths)
+        + " --output tools/api/REPORT.md"
+    )
+
+
+def test_changes_are_found() -> None:
+    def snap(params: list[dict[str, object]], members: dict[str, object]) -> dict[str, object]:
+        return {
+            "flax": "x",
+            "api": {
+                "nnx.f": {"kind": "function", "parameters": params},
+                "nnx.C": {"kind": "class", "members": members},
+            },
+        }
+
+    old = snap(
+        [
+            {"name": "a", "kind": "POSITIONAL_OR_KEYWORD", "default": None},
+            {"name": "b", "kind": "POSITIONAL_OR_KEYWORD", "default": "1"},
+        ],
+        {"m": {"kind": "method", "parameters": []}, "p": {"kind": "property"}},
+    )
+    new = snap(
+        [
+            {"name": "a", "kind": "POSITIONAL_OR_KEYWORD", "default": None},
+            {"name": "b", "kind": "KEYWORD_ONLY", "default": "2"},
+            {"name": "c", "kind": "KEYWORD_ONLY", "default": None},
+        ],
+        {"p": {"kind": "property"}},
+    )
+    assert api_diff.changes(old, new) == [
+        "nnx.f: parameter b POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",
+        "nnx.f: default of b 1 -> 2",
+        "nnx.f: new required parameter c",
+        "nnx.C.m: removed",
+    ]
+    assert api_diff.resolution("nnx.Optimizer.update: new required parameter model").startswith(
+        "[optimizer-"
+    )
+    assert api_diff.resolution("nnx.no_such_name: removed") == "[unresolved]"
