@@ -154,8 +154,10 @@ def is_newer_than_known(version: Version | str) -> bool:
     return v.minor > newest.minor
 
 
+@functools.cache
 def installed_version(distribution: str) -> str | None:
-    """The installed version of a distribution, or None if it is not installed."""
+    """The installed version of a distribution, or None if it is not installed (read once:
+    every shim module asks for flax's when it is imported)."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
