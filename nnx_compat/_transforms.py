@@ -1,4 +1,5 @@
-"""``nnx.vmap`` that splits an unsplit ``Rngs`` it is asked to map, as flax before 0.9 did.
+"""Transforms: ``nnx.vmap`` splits an unsplit ``Rngs`` it is asked to map, as flax before 0.9
+did; ``nnx.jit`` and ``nnx.shard_map`` take the options flax later removed or renamed.
 
 Since flax 0.9.0 NNX transforms leave RNG state alone: ``nnx.vmap(f, axis_size=n)`` over an
 ``nnx.Rngs`` with scalar keys fails (an ``IndexError`` on 0.10/0.11, a rank error on 0.12),
@@ -14,7 +15,7 @@ from typing import Any, Final
 
 from nnx_compat import _versions, _warnings
 
-__all__ = ["vmap"]
+__all__ = ["jit", "shard_map", "vmap"]
 
 _nnx: Any = _versions.import_nnx()
 _native_vmap: Any = _nnx.vmap
@@ -70,3 +71,66 @@ def vmap(
             return vmapped(*args, **kw)
 
     return vmap_wrapper
+
+
+# --------------------------------------------------------------------------- jit, shard_map
+
+_native_jit: Any = _nnx.jit
+_native_shard_map: Any = _nnx.shard_map
+# flax 0.12.2 removed nnx.jit's abstracted_axes (jax's experimental dynamic shapes).
+_JIT_ABSTRACTED_AXES: Final = _versions.feature("JIT_ABSTRACTED_AXES")
+# flax 0.12.1: shard_map's check_rep= and auto= became check_vma= and axis_names=.
+_SHARD_MAP_VMA: Final = _versions.feature("SHARD_MAP_CHECK_VMA")
+
+
+@functools.wraps(_native_jit)
+def jit(*args: Any, **kwargs: Any) -> Any:
+    """``nnx.jit``; flax 0.10's ``abstracted_axes=`` is dropped where flax removed it.
+
+    ``abstracted_axes`` asked jax's experimental dynamic shapes to trace once for several
+    shapes; without it the function is traced once per shape, with the same results.
+    """
+    if "abstracted_axes" in kwargs and not _JIT_ABSTRACTED_AXES:
+        axes = kwargs.pop("abstracted_axes")
+        _warnings.warn_legacy("jit-abstracted-axes", detail=f"abstracted_axes={axes!r} dropped")
+    return _native_jit(*args, **kwargs)
+
+
+def _mesh_axes(kwargs: dict[str, Any]) -> frozenset[Any]:
+    mesh = kwargs.get("mesh")
+    if mesh is None:
+        raise TypeError("nnx.shard_map(..., auto=...) needs mesh= to name the manual axes")
+    return frozenset(mesh.axis_names)
+
+
+@functools.wraps(_native_shard_map)
+def shard_map(*args: Any, **kwargs: Any) -> Any:
+    """``nnx.shard_map`` that takes both spellings of its options on every flax.
+
+    flax 0.12.1 renamed ``check_rep=`` to ``check_vma=`` and replaced ``auto=`` (the axes left
+    to the compiler) with ``axis_names=`` (the manual axes: the mesh's others). The old spelling
+    warns where flax rejects it; the new one is translated back silently on older flax.
+    """
+    old = [k for k in ("check_rep", "auto") if k in kwargs]
+    new = [k for k in ("check_vma", "axis_names") if k in kwargs]
+    if old and new:
+        raise TypeError(
+            f"nnx.shard_map got {', '.join(old)} and {', '.join(new)}: pass check_vma= and "
+            "axis_names= (flax 0.12.1's spelling) only"
+        )
+    if old and _SHARD_MAP_VMA:
+        _warnings.warn_legacy("shard-map-check-rep", detail=", ".join(f"{k}=" for k in old))
+        if "check_rep" in kwargs:
+            kwargs["check_vma"] = kwargs.pop("check_rep")
+        if "auto" in kwargs:
+            auto = frozenset(kwargs.pop("auto"))
+            if auto:
+                kwargs["axis_names"] = _mesh_axes(kwargs) - auto
+    elif new and not _SHARD_MAP_VMA:
+        if "check_vma" in kwargs:
+            kwargs["check_rep"] = kwargs.pop("check_vma")
+        if "axis_names" in kwargs:
+            manual = frozenset(kwargs.pop("axis_names"))
+            if manual:
+                kwargs["auto"] = _mesh_axes(kwargs) - manual
+    return _native_shard_map(*args, **kwargs)

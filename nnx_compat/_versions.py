@@ -396,6 +396,13 @@ def has_fork_rngs(nnx: Any) -> bool:
 
 
 @_probe
+def rngstream_key_first(nnx: Any) -> bool:
+    """``RngStream(key, *, tag)`` instead of ``RngStream(tag, key)`` (flax 0.11.0)."""
+    names = [name for name in _init_signature(nnx.RngStream).parameters if name != "self"]
+    return names[:1] == ["key"]
+
+
+@_probe
 def rngs_split(nnx: Any) -> bool:
     """``Rngs.split(n)`` exists (flax 0.12.6)."""
     return hasattr(nnx.Rngs, "split")
@@ -429,6 +436,19 @@ def graph_mode_context(nnx: Any) -> bool:
 def transforms_graph_arg(nnx: Any) -> bool:
     """Transforms take ``graph=`` for tree mode (flax 0.12.6)."""
     return "graph" in inspect.signature(nnx.jit).parameters
+
+
+@_probe
+def jit_abstracted_axes(nnx: Any) -> bool:
+    """``nnx.jit`` takes ``abstracted_axes=`` (removed in flax 0.12.2)."""
+    return "abstracted_axes" in inspect.signature(nnx.jit).parameters
+
+
+@_probe
+def shard_map_check_vma(nnx: Any) -> bool:
+    """``nnx.shard_map`` takes ``check_vma=``/``axis_names=`` instead of ``check_rep=``/``auto=``
+    (flax 0.12.1)."""
+    return "check_vma" in inspect.signature(nnx.shard_map).parameters
 
 
 @_probe

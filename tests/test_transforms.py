@@ -176,3 +176,86 @@ def test_install_serves_the_rngs_shims_to_flax_nnx_code() -> None:
         nnx_compat.uninstall()
     assert upstream.split_rngs is not nnx.split_rngs
     assert_bitwise_equal(legacy, _doctor.seed_scan_program(nnx, "0.11"))
+
+
+# --- nnx.jit(abstracted_axes=) and nnx.shard_map's renamed options ----------------------------
+
+ABSTRACTED_AXES = _versions.feature("JIT_ABSTRACTED_AXES")  # removed in flax 0.12.2
+CHECK_VMA = _versions.feature("SHARD_MAP_CHECK_VMA")  # flax 0.12.1
+
+
+def test_jit_is_flaxs_own_for_every_other_call() -> None:
+    model = upstream.Linear(2, 3, rngs=upstream.Rngs(0))
+    x = jnp.ones((1, 2))
+    native = upstream.jit(lambda m, x: m(x))
+    ours = nnx.jit(lambda m, x: m(x))
+    assert type(ours) is type(native)
+    assert_same_bits(ours(model, x), native(model, x))
+    assert nnx_compat.report() == ()
+
+
+def test_jit_abstracted_axes() -> None:
+    def f(x: jax.Array) -> jax.Array:
+        return x * 2
+
+    if ABSTRACTED_AXES:  # the installed flax takes it: its own behaviour, silently
+        jitted = nnx.jit(f, abstracted_axes=None)
+        assert nnx_compat.report() == ()
+    else:
+        with pytest.raises(TypeError, match="abstracted_axes"):
+            upstream.jit(f, abstracted_axes=({0: "n"},))
+        with pytest.warns(TransformsDeprecationWarning, match="jit-abstracted-axes") as caught:
+            jitted = nnx.jit(f, abstracted_axes=({0: "n"},))  # ABSTRACTED
+        assert caught[0].lineno == line_of(__file__, "ABSTRACTED")
+    for n in (2, 3):
+        assert_same_bits(jitted(jnp.arange(float(n))), jnp.arange(float(n)) * 2)
+
+
+def _mesh() -> jax.sharding.Mesh:
+    if len(jax.devices()) < 8:
+        pytest.fail("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    return jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
+
+
+def _sharded_sum(ns: Any, mesh: jax.sharding.Mesh, **options: Any) -> jax.Array:
+    P = jax.sharding.PartitionSpec
+
+    @partial(ns.shard_map, mesh=mesh, in_specs=P("data"), out_specs=P(), **options)
+    def total(x: jax.Array) -> jax.Array:
+        return jax.lax.psum(jnp.sum(x), "data")
+
+    return jax.jit(total)(jnp.arange(8.0))
+
+
+@pytest.mark.multidevice
+@pytest.mark.parametrize("form", ["0.10", "0.12"])
+def test_shard_map_takes_both_spellings(form: str) -> None:
+    mesh = _mesh()
+    options = (
+        {"check_rep": False, "auto": frozenset({"model"})}
+        if form == "0.10"
+        else {"check_vma": False, "axis_names": frozenset({"data"})}
+    )
+    native_options = (
+        {"check_vma": False, "axis_names": frozenset({"data"})}
+        if CHECK_VMA
+        else {"check_rep": False, "auto": frozenset({"model"})}
+    )
+    expected = _sharded_sum(upstream, mesh, **native_options)
+    legacy_here = form == "0.10" and CHECK_VMA
+    if legacy_here:
+        with pytest.raises(TypeError):
+            _sharded_sum(upstream, mesh, **options)
+    with nnx_compat.warnings_policy("ignore"):
+        got = _sharded_sum(nnx, mesh, **options)
+    assert_same_bits(got, expected)
+    assert float(got) == 28.0
+    hits = [h.pattern for h in nnx_compat.report()]
+    assert hits == (["shard-map-check-rep"] if legacy_here else [])
+
+
+def test_shard_map_rejects_both_spellings_at_once() -> None:
+    with pytest.raises(TypeError, match="check_vma= and axis_names="):
+        nnx.shard_map(
+            lambda x: x, mesh=None, in_specs=None, out_specs=None, check_rep=True, check_vma=True
+        )
