@@ -80,8 +80,9 @@ def _constrain(x: Any, spec: Any, mesh: Any) -> Any:
     if mesh is None and not _mesh_defined():
         return x  # no mesh: a no-op, as flax 0.10's
     if mesh is not None and spec is not None:
-        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
-    return jax.lax.with_sharding_constraint(x, spec)
+        sharding = jax.sharding.NamedSharding(mesh, spec)
+        return jax.lax.with_sharding_constraint(x, sharding)  # type: ignore[no-untyped-call]
+    return jax.lax.with_sharding_constraint(x, spec)  # type: ignore[no-untyped-call]
 
 
 def _is_spec(x: Any) -> bool:

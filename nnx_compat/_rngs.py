@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from nnx_compat import _classes, _paths, _versions, _warnings
 
-__all__ = ["Rngs", "fork_rngs", "remember_parent", "reseed", "split_rngs"]
+__all__ = ["RngStream", "Rngs", "fork_rngs", "remember_parent", "reseed", "split_rngs"]
 
 _nnx: Any = _versions.import_nnx()
 _filterlib: Any = _nnx.filterlib
@@ -157,6 +157,45 @@ def split_rngs(
         return decorator
     _check_and_warn(node, splits, only, squeeze, None)
     return _native_split_rngs(node, splits=splits, only=selected, squeeze=squeeze, **kwargs)
+
+
+# --------------------------------------------------------------------------- Rngs
+
+
+# --------------------------------------------------------------------------- RngStream
+
+# flax 0.11.0: RngStream(key, *, tag) instead of RngStream(tag, key).
+_STREAM_KEY_FIRST: Final = _versions.feature("RNGSTREAM_KEY_FIRST")
+
+
+def _stream_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """``RngStream``'s arguments in the installed flax's order, from either generation's."""
+    if _STREAM_KEY_FIRST:
+        if len(args) == 2 and isinstance(args[0], str) and "tag" not in kwargs:
+            tag, key = args
+            _warnings.warn_legacy("rngstream-positional-tag", detail=f"tag {tag!r}")
+            kwargs["tag"] = tag
+            return (key,)
+        return args
+    if "tag" in kwargs and len(args) <= 1:  # flax 0.11's form on flax 0.10
+        key = args[0] if args else kwargs.pop("key")
+        return (kwargs.pop("tag"), key)
+    return args
+
+
+class _RngStreamMeta(_classes.meta_of(_nnx.RngStream)):  # type: ignore[misc]
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if vars(cls).get(_classes.NATIVE) is None:  # a user's subclass: its own constructor
+            return super().__call__(*args, **kwargs)
+        args = _stream_arguments(args, kwargs)
+        return _nnx.RngStream(*args, **kwargs)  # flax's own stream, exactly
+
+
+class RngStream(_nnx.RngStream, metaclass=_RngStreamMeta):  # type: ignore[misc]
+    """``nnx.RngStream`` taking flax 0.10's ``RngStream(tag, key)`` and flax 0.11's
+    ``RngStream(key, tag=tag)`` on every flax; it builds flax's own ``RngStream``."""
+
+    _nnx_compat_native = _nnx.RngStream
 
 
 # --------------------------------------------------------------------------- Rngs

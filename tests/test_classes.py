@@ -31,6 +31,7 @@ def _native_instances() -> dict[str, Any]:
     )
     out = {
         "Rngs": rngs,
+        "RngStream": rngs.dropout,
         "Module": linear,
         "Dropout": upstream.Dropout(0.5, rngs=rngs),
         "MultiHeadAttention": upstream.MultiHeadAttention(2, 4, decode=False, rngs=rngs),

@@ -357,3 +357,41 @@ def test_reseed_graph_argument() -> None:
         for name, stream in zip("ab", streams, strict=True):
             ours = _key_data(vars(getattr(tree, name))["rngs"].key[...])
             assert np.array_equal(ours, _key_data(stream.key[...]))
+
+
+# --- RngStream(tag, key) ----------------------------------------------------------------------
+
+KEY_FIRST = _versions.feature("RNGSTREAM_KEY_FIRST")  # flax 0.11.0
+
+
+@pytest.mark.parametrize("form", ["0.10", "0.11"])
+def test_rngstream_takes_both_argument_orders_and_is_flaxs_own(form: str) -> None:
+    native = upstream.RngStream(3, tag="dropout") if KEY_FIRST else upstream.RngStream("dropout", 3)
+    if form == "0.10":
+        with nnx_compat.warnings_policy("ignore"):
+            stream = nnx.RngStream("dropout", 3)  # STREAM-010
+    else:
+        stream = nnx.RngStream(3, tag="dropout")
+    assert type(stream) is upstream.RngStream
+    assert isinstance(stream, nnx.RngStream) and isinstance(native, nnx.RngStream)
+    assert stream.tag == "dropout"
+    assert_bitwise_equal(
+        {"key": np.asarray(jax.random.key_data(stream()))},
+        {"key": np.asarray(jax.random.key_data(native()))},
+    )
+    legacy_here = form == "0.10" and KEY_FIRST
+    expected = (
+        [("rngstream-positional-tag", line_of(__file__, "STREAM-010"))] if legacy_here else []
+    )
+    assert [(h.pattern, h.lineno) for h in nnx_compat.report()] == expected
+    if legacy_here:
+        with pytest.raises(TypeError):
+            upstream.RngStream("dropout", 3)
+
+
+def test_a_subclass_of_the_rngstream_shim_builds_itself() -> None:
+    class Tagged(nnx.RngStream):  # type: ignore[misc]
+        pass
+
+    stream = Tagged(0, tag="a") if KEY_FIRST else Tagged("a", 0)
+    assert type(stream) is Tagged
