@@ -317,6 +317,15 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     # ---------------------------------------------------------------- variable
     _P(
+        "container-filled-after-init",
+        "pytree",
+        "self.items = {} in __init__, filled later through the Module's own methods",
+        "self.items = nnx.Dict() (or nnx.data({})) at the assignment",
+        "0.12.0",
+        note="planned: flax 0.12 raises at the next traversal; the in-place change happens in "
+        "the user's code, after construction, where nnx_compat sees no assignment",
+    ),
+    _P(
         "static-attribute-data",
         "pytree",
         "self.x = None (or another static value), later self.x = a Module, Variable or array",
@@ -394,6 +403,25 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "a mesh, as before)",
     ),
     _P(
+        "variable-sharding-attribute",
+        "sharding",
+        "variable.sharding as the Variable's partition names (flax 0.10)",
+        "nnx.get_partition_spec(nnx.state(model)), or the out_sharding metadata",
+        "0.11.0",
+        ("Variable",),
+        "since flax 0.11 variable.sharding reads the array's sharding and the call succeeds, so "
+        "that meaning stands; under nnx.vmap flax raises instead, which is not yet bridged",
+        same_call=True,
+    ),
+    _P(
+        "linen-bridge-sharding-metadata",
+        "sharding",
+        "NNXMeta.metadata['sharding'] from the Linen bridge",
+        "NNXMeta.metadata['sharding_names'] (flax 0.11) / ['out_sharding'] (flax 0.12.4)",
+        "0.11.0",
+        note="planned: flax 0.11+ raises KeyError; the metadata dict is built by flax's bridge",
+    ),
+    _P(
         "sharding-metadata-key",
         "sharding",
         "Variable(..., sharding=...) / sharding_names=...",
@@ -427,6 +455,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.12.6",
         ("MultiHeadAttention",),
         "flax 0.12.6 inserted num_kv_heads, so positional calls change meaning",
+    ),
+    _P(
+        "recurrent-layers-fork-rngs",
+        "layers",
+        "nnx.LSTMCell / GRUCell / SimpleCell / OptimizedLSTMCell / RNN / Bidirectional holding "
+        "the caller's nnx.Rngs (flax 0.10)",
+        "flax 0.11's forked streams, keep_rngs= and RNN(rngs=...)",
+        "0.11.0",
+        note="planned: on flax 0.10 the recurrent layers keep 0.10's RNG handling, so a model "
+        "with dropout in them draws other keys than on 0.11+ (checkpoints convert either way)",
     ),
     _P(
         "dropout-missing-stream",

@@ -78,3 +78,13 @@ def test_readme_table_is_generated_from_the_table() -> None:
     assert text[start:end].strip() == markdown_table(), (
         "README's table is stale: regenerate it with `python -m nnx_compat patterns --markdown`"
     )
+
+
+def test_every_record_not_bridged_says_why() -> None:
+    for p in PATTERNS:
+        if p.status == "planned" and not p.shims:
+            assert p.note.startswith("planned:"), p.id
+        if p.status == "non-goal":
+            assert p.non_goal, p.id
+        if p.status == "native":
+            assert p.note, p.id
