@@ -103,6 +103,19 @@ def _mesh_axes(kwargs: dict[str, Any]) -> frozenset[Any]:
     return frozenset(mesh.axis_names)
 
 
+def _respell(kwargs: dict[str, Any], check: tuple[str, str], axes: tuple[str, str]) -> None:
+    """Moves shard_map's options from one spelling to the other, in place: the check flag is
+    renamed; a non-empty set of axes becomes its complement in the mesh (auto <-> manual)."""
+    source, target = check
+    if source in kwargs:
+        kwargs[target] = kwargs.pop(source)
+    source, target = axes
+    if source in kwargs:
+        chosen = frozenset(kwargs.pop(source))
+        if chosen:
+            kwargs[target] = _mesh_axes(kwargs) - chosen
+
+
 @functools.wraps(_native_shard_map)
 def shard_map(*args: Any, **kwargs: Any) -> Any:
     """``nnx.shard_map`` that takes both spellings of its options on every flax.
@@ -120,17 +133,7 @@ def shard_map(*args: Any, **kwargs: Any) -> Any:
         )
     if old and _SHARD_MAP_VMA:
         _warnings.warn_legacy("shard-map-check-rep", detail=", ".join(f"{k}=" for k in old))
-        if "check_rep" in kwargs:
-            kwargs["check_vma"] = kwargs.pop("check_rep")
-        if "auto" in kwargs:
-            auto = frozenset(kwargs.pop("auto"))
-            if auto:
-                kwargs["axis_names"] = _mesh_axes(kwargs) - auto
+        _respell(kwargs, ("check_rep", "check_vma"), ("auto", "axis_names"))
     elif new and not _SHARD_MAP_VMA:
-        if "check_vma" in kwargs:
-            kwargs["check_rep"] = kwargs.pop("check_vma")
-        if "axis_names" in kwargs:
-            manual = frozenset(kwargs.pop("axis_names"))
-            if manual:
-                kwargs["auto"] = _mesh_axes(kwargs) - manual
+        _respell(kwargs, ("check_vma", "check_rep"), ("axis_names", "auto"))
     return _native_shard_map(*args, **kwargs)
