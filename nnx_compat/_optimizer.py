@@ -221,7 +221,7 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
     def model(self, value: Any) -> None:
         self.__dict__["model"] = value
 
-    if "__getattribute__" in vars(_Native):  # flax 0.11+ refuses ``.model`` there, first
+    if _versions.feature("OPTIMIZER_REFUSES_MODEL_ATTRIBUTE"):  # flax 0.11+, before properties
 
         def __getattribute__(self, name: str) -> Any:
             if name == "model":

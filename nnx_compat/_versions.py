@@ -267,6 +267,12 @@ def optimizer_holds_model(nnx: Any) -> bool:
 
 
 @_probe
+def optimizer_refuses_model_attribute(nnx: Any) -> bool:
+    """``Optimizer.__getattribute__`` refuses ``.model`` with flax's own message (flax 0.11.0)."""
+    return "__getattribute__" in vars(nnx.Optimizer)
+
+
+@_probe
 def optimizer_graph_arg(nnx: Any) -> bool:
     """``Optimizer(..., graph=)`` for tree mode (flax 0.12.8)."""
     return "graph" in _init_signature(nnx.Optimizer).parameters

@@ -202,6 +202,13 @@ _EXPECTED_FEATURES = {
         GRAPH_MODE_CONTEXT=False,
         STATE_SHARES_VARIABLES=False,
         MERGE_COPY_ARG=False,
+        VARIABLE_UPDATE_CHECK=False,
+        VARIABLE_VALUE_REJECTS_VARIABLE=True,
+        JIT_ABSTRACTED_AXES=True,
+        SHARD_MAP_CHECK_VMA=False,
+        RNGSTREAM_KEY_FIRST=False,
+        OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=False,
+        OPTIMIZER_GRAPH_ARG=False,
     ),
     "0.11": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -228,6 +235,13 @@ _EXPECTED_FEATURES = {
         GRAPH_MODE_CONTEXT=False,
         STATE_SHARES_VARIABLES=True,
         MERGE_COPY_ARG=True,
+        VARIABLE_UPDATE_CHECK=False,
+        VARIABLE_VALUE_REJECTS_VARIABLE=True,
+        JIT_ABSTRACTED_AXES=True,
+        SHARD_MAP_CHECK_VMA=False,
+        RNGSTREAM_KEY_FIRST=True,
+        OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=True,
+        OPTIMIZER_GRAPH_ARG=False,
     ),
     "0.12": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -254,6 +268,13 @@ _EXPECTED_FEATURES = {
         GRAPH_MODE_CONTEXT=True,
         STATE_SHARES_VARIABLES=True,
         MERGE_COPY_ARG=True,
+        VARIABLE_UPDATE_CHECK=True,
+        VARIABLE_VALUE_REJECTS_VARIABLE=False,
+        JIT_ABSTRACTED_AXES=False,
+        SHARD_MAP_CHECK_VMA=True,
+        RNGSTREAM_KEY_FIRST=True,
+        OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=True,
+        OPTIMIZER_GRAPH_ARG=True,
     ),
 }
 _PINNED = {"0.10.7", "0.11.2", "0.12.8"}
@@ -264,6 +285,7 @@ def test_feature_probes_match_the_pinned_release() -> None:
     if env.flax not in _PINNED:
         pytest.skip(f"expectations are recorded for the pinned releases only, not {env.flax}")
     expected = _EXPECTED_FEATURES[env.api]
+    assert set(expected) == set(_versions.FEATURES), "record every probe's value here"
     observed = {name: env.features[name] for name in expected}
     assert observed == expected
 
