@@ -375,23 +375,28 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
 
 
 def _source_globals(filename: str, lineno: int, module_globals: dict[str, Any]) -> Any:
-    """``module_globals`` if its loader can give the warning's source line, else None.
+    """``module_globals`` if ``warnings.warn_explicit`` can use them to find the source line,
+    else None (the line is then shown without its source, or from the file itself).
 
-    ``warnings.warn_explicit`` asks the module's loader for the source; for ``python -c`` and
+    ``warn_explicit`` asks the module's loader for the source. For ``python -c`` and
     ``python - < script.py`` the ``__main__`` loader is ``BuiltinImporter``, which raises
-    ``ImportError: '__main__' is not a built-in module``. A warning must never crash the
-    program: there the line is shown without its source.
+    ``ImportError: '__main__' is not a built-in module``; Python 3.12 also insists on a
+    ``__spec__.loader`` (``runpy.run_path`` and ``exec`` give none) and raises ``ValueError`` or
+    warns otherwise. A legacy warning must never crash the program, nor add a warning.
     """
     if not module_globals:
         return None
-    # what warn_explicit does with module_globals: the loader's get_source(__name__)
-    loader = module_globals.get("__loader__")
+    spec = module_globals.get("__spec__")
+    loader = getattr(spec, "loader", None)
+    if loader is None or module_globals.get("__loader__", loader) is not loader:
+        return None
     get_source = getattr(loader, "get_source", None)
-    if get_source is not None:
-        try:
-            get_source(module_globals.get("__name__", "__main__"))
-        except Exception:
-            return None
+    if get_source is None:
+        return None
+    try:
+        get_source(module_globals.get("__name__", "__main__"))
+    except Exception:
+        return None
     return module_globals
 
 
