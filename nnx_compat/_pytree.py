@@ -22,6 +22,8 @@ from nnx_compat import _versions, _warnings
 __all__ = ["Object", "Pytree", "is_nnx_object"]
 
 _nnx: Any = _versions.import_nnx()
+# flax's own class, taken before install() can replace the attribute with the shim
+_NativeObject: Any = _nnx.Object
 
 #: The base class of every NNX object on the installed flax.
 _BASE: Final[type] = _nnx.Pytree if _versions.feature("HAS_PYTREE") else _nnx.Object
@@ -60,14 +62,14 @@ class _ObjectMeta(type):
         if not any(isinstance(base, _ObjectMeta) for base in bases):
             return super().__new__(mcls, name, bases, namespace)
         # class Foo(nnx.Object): a subclass of flax's Object, built by flax's metaclass
-        native = tuple(_nnx.Object if isinstance(b, _ObjectMeta) else b for b in bases)
-        return type(_nnx.Object)(name, native, namespace, **kwargs)
+        native = tuple(_NativeObject if isinstance(b, _ObjectMeta) else b for b in bases)
+        return type(_NativeObject)(name, native, namespace, **kwargs)
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return _nnx.Object(*args, **kwargs)
+        return _NativeObject(*args, **kwargs)
 
     def __getattr__(cls, name: str) -> Any:
-        return getattr(_nnx.Object, name)
+        return getattr(_NativeObject, name)
 
     def __instancecheck__(cls, instance: Any) -> bool:
         _warnings.warn_legacy("isinstance-object")
@@ -79,7 +81,7 @@ class _ObjectMeta(type):
 
 
 if _versions.feature("OBJECT_IS_MODULE_BASE"):
-    Object: Any = _nnx.Object
+    Object: Any = _NativeObject
 else:  # flax 0.12.0: Object is no longer a base of Module
 
     class Object(metaclass=_ObjectMeta):  # type: ignore[no-redef]

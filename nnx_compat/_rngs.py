@@ -164,6 +164,8 @@ def split_rngs(
 
 # --------------------------------------------------------------------------- RngStream
 
+# flax's own class, taken before install() can replace the attribute with the shim
+_NativeRngStream: Any = _nnx.RngStream
 # flax 0.11.0: RngStream(key, *, tag) instead of RngStream(tag, key).
 _STREAM_KEY_FIRST: Final = _versions.feature("RNGSTREAM_KEY_FIRST")
 
@@ -188,7 +190,7 @@ class _RngStreamMeta(_classes.meta_of(_nnx.RngStream)):  # type: ignore[misc]
         if vars(cls).get(_classes.NATIVE) is None:  # a user's subclass: its own constructor
             return super().__call__(*args, **kwargs)
         args = _stream_arguments(args, kwargs)
-        return _nnx.RngStream(*args, **kwargs)  # flax's own stream, exactly
+        return _NativeRngStream(*args, **kwargs)  # flax's own stream, exactly
 
 
 class RngStream(_nnx.RngStream, metaclass=_RngStreamMeta):  # type: ignore[misc]

@@ -19,6 +19,7 @@ __all__ = ["jit", "shard_map", "vmap"]
 
 _nnx: Any = _versions.import_nnx()
 _native_vmap: Any = _nnx.vmap
+_native_split_rngs: Any = _nnx.split_rngs
 
 
 class _Missing:
@@ -67,7 +68,7 @@ def vmap(
         if not unsplit:
             return vmapped(*args, **kw)
         _warnings.warn_legacy("vmap-splits-rngs", detail=f"axis_size={axis_size}", site=site)
-        with _nnx.split_rngs(unsplit, splits=axis_size):
+        with _native_split_rngs(unsplit, splits=axis_size):
             return vmapped(*args, **kw)
 
     return vmap_wrapper

@@ -82,6 +82,12 @@ def test_flax_code_checking_its_own_classes_works_under_install() -> None:
 
         model.lazy_init(jnp.ones((1, 3)))
         assert model(jnp.ones((1, 3))).shape == (1, 2)
+        # shims that build flax's own objects must reach flax's class, not themselves
+        key_first = _versions.feature("RNGSTREAM_KEY_FIRST")
+        stream = upstream.RngStream(0, tag="a") if key_first else upstream.RngStream("a", 0)
+        assert type(stream) is upstream.rnglib.RngStream
+        thing = type("Thing", (upstream.Object,), {})()  # built by flax's Object, no recursion
+        assert type(thing).__name__ == "Thing"
     finally:
         nnx_compat.uninstall()
 
