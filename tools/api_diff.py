@@ -237,20 +237,23 @@ def added(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def resolution(line: str) -> str:
-    """The pattern records that name the changed ``nnx.X`` of a report line, or unresolved."""
+    """The pattern records that name the changed ``nnx.X`` of a report line, or unresolved.
+
+    ``X`` is the first name after ``nnx.`` that the table knows (a shim's name or a removed
+    name), so ``nnx.graph.freeze`` and ``nnx.Optimizer.update`` are both found.
+    """
     from nnx_compat import _patterns
 
-    name = line.split(":", 1)[0]
-    parts = name.split(".")
-    top = parts[1] if len(parts) > 1 else name
-    member = parts[2] if len(parts) > 2 else ""
-    ids = sorted(
-        {p.id for p in _patterns.PATTERNS if top in p.shims}
-        | ({_patterns.REMOVED[top].pattern} if top in _patterns.REMOVED else set())
-    )
-    if member and ids:
-        return f"[{', '.join(ids)}] (check {member})"
-    return f"[{', '.join(ids)}]" if ids else "[unresolved]"
+    parts = line.split(":", 1)[0].split(".")[1:]
+    for index, part in enumerate(parts):
+        ids = {p.id for p in _patterns.PATTERNS if part in p.shims}
+        if part in _patterns.REMOVED:
+            ids.add(_patterns.REMOVED[part].pattern)
+        if ids:
+            member = ".".join(parts[index + 1 :])
+            check = f" (check {member})" if member else ""
+            return f"[{', '.join(sorted(ids))}]{check}"
+    return "[unresolved]"
 
 
 def report(paths: list[Path]) -> str:
@@ -271,8 +274,14 @@ def report(paths: list[Path]) -> str:
         found = changes(first, last)
         marked = [f"- {line} {resolution(line)}" for line in found]
         open_ = sum(line.endswith("[unresolved]") for line in marked)
+        to_check = sum("(check " in line for line in marked)
         lines += ["", f"## From {first['flax']} to {last['flax']}, by pattern record", ""]
-        lines += [f"{len(found)} changes, {open_} without a record in the pattern table.", ""]
+        lines += [
+            f"{len(found)} changes: {len(found) - open_ - to_check} named by a record, "
+            f"{to_check} whose class or function a record names (the member still to check), "
+            f"{open_} without a record in the pattern table.",
+            "",
+        ]
         lines += marked
     return "\n".join(lines) + "\n"
 
