@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Final
 
-from nnx_compat import _patterns
+from nnx_compat import _namespace
 
 __all__ = ["install", "installed", "uninstall"]
 
@@ -29,7 +29,7 @@ def install() -> None:
         from nnx_compat import nnx as namespace
 
         upstream = _upstream()
-        for name in _patterns.shims():
+        for name in _namespace.bound_shims(upstream):
             _saved[name] = upstream.__dict__.get(name, _MISSING)
             setattr(upstream, name, getattr(namespace, name))
         _active = True

@@ -13,7 +13,7 @@ from typing import Any
 
 from nnx_compat import _patterns, _versions, _warnings
 
-__all__ = ["populate", "public_names"]
+__all__ = ["bound_shims", "populate", "public_names"]
 
 
 def public_names(module: types.ModuleType) -> list[str]:
@@ -22,6 +22,12 @@ def public_names(module: types.ModuleType) -> list[str]:
     if names is None:
         names = [name for name in vars(module) if not name.startswith("_")]
     return sorted(names)
+
+
+def bound_shims(upstream: types.ModuleType) -> list[str]:
+    """The shims the namespace binds: every one except those of names the installed flax
+    removed, which its module ``__getattr__`` serves with their warning at each access."""
+    return [n for n in _patterns.shims() if n not in _patterns.REMOVED or n in vars(upstream)]
 
 
 def populate(namespace: MutableMapping[str, Any]) -> None:
@@ -40,7 +46,7 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
         namespace[name] = value
         if isinstance(value, types.ModuleType) and value.__name__.startswith("flax."):
             sys.modules.setdefault(f"{own_name}.{name}", value)
-    shimmed = list(_patterns.shims())
+    shimmed = bound_shims(upstream)
     for name in shimmed:
         namespace[name] = _patterns.load_shim(name)
     # flax's own Variable class gets the Variable API of both generations (see _variables),

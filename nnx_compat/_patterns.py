@@ -66,6 +66,9 @@ class Pattern:
             nor warns at run time; the table, the README and the checker name the difference.
         non_goal: Why nnx_compat deliberately does not bridge it; the user gets an error that
             names the new form.
+        api: The entries of the API audit (``tools/api/REPORT.md``: a name, parameter,
+            default or method that a release removed or changed) that this record accounts
+            for, as ``fnmatch`` patterns; every 0.10 -> 0.11/0.12 entry must be matched.
     """
 
     id: str
@@ -77,6 +80,7 @@ class Pattern:
     note: str = ""
     same_call: bool = False
     non_goal: str = ""
+    api: tuple[str, ...] = ()
 
     @property
     def bridged(self) -> bool:
@@ -122,6 +126,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.Optimizer(model, tx, wrt=nnx.Param)",
         "0.11.0",
         ("Optimizer",),
+        api=("nnx.*Optimizer.__init__: parameter wrt now required",),
     ),
     _P(
         "optimizer-wrt-positional",
@@ -130,6 +135,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.Optimizer(model, tx, wrt=nnx.Param)",
         "0.11.0",
         ("Optimizer",),
+        api=("nnx.*Optimizer.__init__: parameter wrt POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
     ),
     _P(
         "optimizer-update-grads",
@@ -138,6 +144,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "optimizer.update(model, grads)",
         "0.11.0",
         ("Optimizer",),
+        api=("nnx.*Optimizer.update: *",),
     ),
     _P(
         "optimizer-model-attribute",
@@ -191,6 +198,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.11.0",
         ("fork", "ForkStates", "fork_rngs"),
         "flax 0.11 removed both; nnx_compat serves 0.10's nnx.fork where they are missing",
+        api=(
+            "nnx.*fork: removed",
+            "nnx.*ForkStates: removed",
+        ),
     ),
     _P(
         "reseed-shared-rngs",
@@ -208,6 +219,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.RngStream(key, tag=tag)",
         "0.11.0",
         ("RngStream",),
+        api=("nnx.*RngStream.__init__: parameter tag *",),
     ),
     # ---------------------------------------------------------------- checkpoint
     _P(
@@ -260,6 +272,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("mutable_array", "MutableArray", "is_mutable_array", "mutable", "freeze"),
         non_goal="flax 0.10's experimental mutable-array API has no counterpart with the same "
         "meaning in later flax; using a name raises an AttributeError naming the replacement",
+        api=(
+            "nnx.*.__init__: parameter mutable removed (**kwargs)",
+            "nnx.*.mutable: removed",
+            "nnx.mutable: removed",
+            "nnx.*MutableArray: removed",
+            "nnx.*mutable_array: removed",
+            "nnx.*freeze: removed",
+            "nnx.graph.*MUTABLE_ARRAY*: removed",
+            "nnx.graph.MutableArray*: removed",
+        ),
     ),
     _P(
         "nnx-dataclasses",
@@ -272,6 +294,13 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         non_goal="flax 0.11 has none of them and flax 0.12's nnx.dataclass and nnx.static "
         "mean something else (which stands); a missing name raises an AttributeError naming "
         "the replacement",
+        api=(
+            "nnx.dataclass: removed",
+            "nnx.dataclasses: removed",
+            "nnx.field: removed",
+            "nnx.static: removed",
+            "nnx.*Static: removed",
+        ),
     ),
     # ---------------------------------------------------------------- pytree
     _P(
@@ -314,6 +343,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("Module", "Dict", "data"),
         "the dict is kept as nnx.data(...), so the state paths stay those of flax 0.10; "
         "for a list use nnx.List([...])",
+        api=("nnx.*Dict: removed",),
     ),
     # ---------------------------------------------------------------- variable
     _P(
@@ -363,6 +393,49 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "Variable's value (flax 0.10 and 0.12 store the Variable itself, and keep doing so)",
     ),
     _P(
+        "variable-hooks",
+        "variable",
+        "nnx.with_metadata(init, set_value_hooks=..., get_value_hooks=..., ...) "
+        "(VariableMetadata's *_hooks)",
+        "on_get_value / on_set_value / on_create_value methods on a Variable subclass",
+        "0.11.0",
+        note="flax 0.10.7 already stored the *_hooks keywords as plain metadata and never "
+        "called them; flax 0.11+ does the same through **metadata (VariableMetadata itself "
+        "rejects them), so the installed flax's meaning stands",
+        same_call=True,
+        api=(
+            "nnx.*with_metadata: parameter *_hooks removed (**kwargs)",
+            "nnx.*VariableMetadata.__init__: parameter *_hooks removed",
+        ),
+    ),
+    _P(
+        "flax-internals",
+        "pytree",
+        "flax's internal machinery under public names: nnx.graph's node implementations, "
+        "VariableDef, fingerprint/check_fingerprint, flatten(return_variables=), "
+        "rnglib.get_fry_dtype, spmd.HasSharding, statelib.EmptyState, "
+        "variablelib.split_flat_state",
+        "nnx.split / nnx.merge / nnx.graphdef / nnx.to_flat_state and the public nnx API",
+        "0.11.0",
+        non_goal="they are flax's implementation, rebuilt in every release (code written "
+        "against them targets one release); nnx_compat serves the nnx namespace, and the "
+        "submodules stay flax's own, so the user gets flax's AttributeError or TypeError",
+        api=(
+            "nnx.graph.ARRAY_ATTR: removed",
+            "nnx.graph.ArrayAttr: removed",
+            "nnx.graph.FingerprintContext: removed",
+            "nnx.graph.HashableMapping: removed",
+            "nnx.graph.PytreeNodeImpl.__init__: *",
+            "nnx.graph.VariableDef.__init__: *",
+            "nnx.graph.*fingerprint: removed",
+            "nnx.graph.flatten: parameter return_variables removed",
+            "nnx.rnglib.get_fry_dtype: removed",
+            "nnx.spmd.HasSharding: removed",
+            "nnx.statelib.EmptyState: removed",
+            "nnx.variablelib.split_flat_state: removed",
+        ),
+    ),
+    _P(
         "variable-inplace-op",
         "variable",
         "variable += x",
@@ -374,12 +447,17 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "variable-state",
         "variable",
-        "nnx.VariableState",
-        "nnx.Variable",
+        "nnx.VariableState(nnx.Param, value) / nnx.Param.state(value) / state.to_variable()",
+        "nnx.Param(value) (a state's leaves are Variables) / variable.to_state()",
         "0.11.0",
         ("VariableState",),
-        "states hold Variables since flax 0.11; flax 0.12 removed the alias, and nnx_compat "
-        "serves nnx.Variable under the old name there",
+        "states hold Variables since flax 0.11: VariableState(nnx.Param, value) builds "
+        "nnx.Param(value), Param.state(value) too, and state.to_variable() is a copy "
+        "(variable.to_state()); isinstance(x, nnx.VariableState) is isinstance(x, nnx.Variable)",
+        api=(
+            "nnx.*VariableState*",
+            "nnx.*.state: removed",
+        ),
     ),
     # ---------------------------------------------------------------- sharding
     _P(
@@ -401,6 +479,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("with_sharding_constraint",),
         "flax 0.11 removed it; nnx_compat serves 0.10's where it is missing (a no-op without "
         "a mesh, as before)",
+        api=("nnx.*with_sharding_constraint: removed",),
     ),
     _P(
         "variable-sharding-attribute",
@@ -438,6 +517,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.Dropout(rate, broadcast_dims=..., ...)",
         "0.11.0",
         ("Dropout",),
+        api=("nnx.*Dropout.__init__: parameter * POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
     ),
     _P(
         "rnn-positional",
@@ -446,6 +526,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.RNN(cell, time_major=..., return_carry=..., ...)",
         "0.11.0",
         ("RNN",),
+        api=("nnx.*RNN.__init__: parameter * POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
     ),
     _P(
         "mha-positional",
@@ -465,6 +546,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.11.0",
         note="planned: on flax 0.10 the recurrent layers keep 0.10's RNG handling, so a model "
         "with dropout in them draws other keys than on 0.11+ (checkpoints convert either way)",
+        api=(
+            "nnx.*RNN.__init__: default of rngs None -> True",
+            "nnx.*Bidirectional.__init__: default of rngs None -> True",
+        ),
     ),
     _P(
         "dropout-missing-stream",
@@ -494,6 +579,18 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("jit",),
         "nnx_compat drops it where flax removed it: the function is traced once per shape, "
         "with the same results",
+        api=("nnx.jit: parameter abstracted_axes removed",),
+    ),
+    _P(
+        "pmap-global-arg-shapes",
+        "transforms",
+        "nnx.pmap(f, global_arg_shapes=None)",
+        "nnx.pmap(f)",
+        "0.12.6",
+        ("pmap",),
+        "jax accepted only None for it; nnx_compat drops None where flax removed the keyword "
+        "and raises jax's error for any other value, as every release did",
+        api=("nnx.pmap: parameter global_arg_shapes removed",),
     ),
     _P(
         "shard-map-check-rep",
@@ -502,6 +599,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.shard_map(..., check_vma=..., axis_names=...)",
         "0.12.1",
         ("shard_map",),
+        api=(
+            "nnx.shard_map: parameter check_rep removed",
+            "nnx.shard_map: parameter auto removed",
+        ),
     ),
 )
 
@@ -522,11 +623,13 @@ SHIMS: Final[Mapping[str, str]] = {
     "RngStream": "nnx_compat._rngs:RngStream",
     "Rngs": "nnx_compat._rngs:Rngs",
     "Variable": "nnx_compat._variables:Variable",
+    "VariableState": "nnx_compat._removed:VariableState",
     "data": "nnx_compat._containers:data",
     "fix_checkpoint": "nnx_compat._checkpoint:fix_checkpoint",
     "fork_rngs": "nnx_compat._rngs:fork_rngs",
     "jit": "nnx_compat._transforms:jit",
     "merge": "nnx_compat._state:merge",
+    "pmap": "nnx_compat._transforms:pmap",
     "reseed": "nnx_compat._rngs:reseed",
     "shard_map": "nnx_compat._transforms:shard_map",
     "split": "nnx_compat._state:split",

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from nnx_compat import _versions
+from nnx_compat import _versions, _warnings
 
 __all__ = ["ForkStates", "VariableState", "fork", "with_sharding_constraint"]
 
@@ -98,5 +98,34 @@ def with_sharding_constraint(x: Any, axis_resources: Any, mesh: Any = None) -> A
     return jax.tree.map(constrain, x, axis_resources, is_leaf=_is_spec)
 
 
-#: flax 0.12 removed ``VariableState`` (0.11's alias of ``Variable``); its states hold Variables.
-VariableState: Any = _nnx.Variable
+class _StandsForVariable(type):
+    """``isinstance``/``issubclass`` against the shim answer as against flax's ``Variable``; a
+    call is dispatched by its form (see :class:`VariableState`)."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, _nnx.Variable)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return _nnx.Variable in getattr(subclass, "__mro__", ())
+
+    def __call__(cls, *args: Any, **metadata: Any) -> Any:
+        if len(args) == 2 and isinstance(args[0], type) and issubclass(args[0], _nnx.Variable):
+            # flax 0.10: VariableState(type, value, **metadata), a state leaf of that type
+            _warnings.warn_legacy("variable-state", detail="nnx.VariableState(type, value)")
+            variable_type, value = args
+            return variable_type(value, **metadata)
+        return _nnx.Variable(*args, **metadata)  # flax 0.11's alias: VariableState(value)
+
+
+class VariableState(metaclass=_StandsForVariable):
+    """flax 0.10's ``nnx.VariableState`` where states hold Variables (flax 0.11+).
+
+    ``VariableState(nnx.Param, value, **metadata)`` (0.10's form, which flax 0.11's alias of
+    ``Variable`` rejects) builds ``nnx.Param(value, **metadata)`` with a ``variable-state``
+    warning; ``VariableState(value)`` is flax 0.11's alias, a ``Variable``; ``isinstance`` and
+    ``issubclass`` answer as for ``nnx.Variable``. On flax 0.10 flax's own class is served.
+    """
+
+
+if not _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.10: its own VariableState
+    VariableState = _nnx.VariableState  # type: ignore[misc]

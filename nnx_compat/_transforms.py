@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from nnx_compat import _versions, _warnings
 
-__all__ = ["jit", "shard_map", "vmap"]
+__all__ = ["jit", "pmap", "shard_map", "vmap"]
 
 _nnx: Any = _versions.import_nnx()
 _native_vmap: Any = _nnx.vmap
@@ -78,6 +78,9 @@ def vmap(
 
 _native_jit: Any = _nnx.jit
 _native_shard_map: Any = _nnx.shard_map
+_native_pmap: Any = _nnx.pmap
+# flax 0.12.6 removed nnx.pmap's global_arg_shapes (jax only ever accepted None for it).
+_PMAP_GLOBAL_ARG_SHAPES: Final = _versions.feature("PMAP_GLOBAL_ARG_SHAPES")
 # flax 0.12.2 removed nnx.jit's abstracted_axes (jax's experimental dynamic shapes).
 _JIT_ABSTRACTED_AXES: Final = _versions.feature("JIT_ABSTRACTED_AXES")
 # flax 0.12.1: shard_map's check_rep= and auto= became check_vma= and axis_names=.
@@ -95,6 +98,24 @@ def jit(*args: Any, **kwargs: Any) -> Any:
         axes = kwargs.pop("abstracted_axes")
         _warnings.warn_legacy("jit-abstracted-axes", detail=f"abstracted_axes={axes!r} dropped")
     return _native_jit(*args, **kwargs)
+
+
+@functools.wraps(_native_pmap)
+def pmap(*args: Any, **kwargs: Any) -> Any:
+    """``nnx.pmap``; flax 0.10's ``global_arg_shapes=None`` is dropped where flax removed it.
+
+    jax raised for any other value on every release ("global_arg_shapes only worked with
+    sharded_jit"), and so does this.
+    """
+    if "global_arg_shapes" in kwargs and not _PMAP_GLOBAL_ARG_SHAPES:
+        if kwargs.pop("global_arg_shapes") is not None:
+            raise ValueError(
+                "global_arg_shapes only worked with sharded_jit, which jax removed long ago: "
+                "drop global_arg_shapes from nnx.pmap (or move to nnx.jit with shardings) "
+                "[nnx-compat: pmap-global-arg-shapes]"
+            )
+        _warnings.warn_legacy("pmap-global-arg-shapes", detail="global_arg_shapes=None dropped")
+    return _native_pmap(*args, **kwargs)
 
 
 def _mesh_axes(kwargs: dict[str, Any]) -> frozenset[Any]:

@@ -10,6 +10,8 @@ warning or an error that the installed flax does not give.* On each generation:
   ``out_sharding=`` (and ``sharding_names=`` on 0.10) is stored under the installed flax's key.
 * flax 0.11: ``variable.value = other_variable`` (0.10's model surgery) takes the other's value
   with a ``variable-value-variable`` warning, where flax raises.
+* flax 0.11+: 0.10's ``Param.state(value)`` and ``state.to_variable()`` (VariableState's API)
+  build and copy Variables, with a ``variable-state`` warning.
 * flax 0.11+: the mutation check of a Variable first tells :func:`on_first_mutation`'s
   watchers (the copies that ``nnx.merge`` makes of a captured state, see ``_state``).
 * flax 0.12: ``.value`` warns once per call site, at the user's line, as ``variable-value``
@@ -185,6 +187,30 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+class _LegacyStateConstructor:
+    """flax 0.10's ``Variable.state`` classmethod (``nnx.Param.state(value, **metadata)``, a
+    state leaf) where states hold Variables: it builds ``cls(value, **metadata)`` with a
+    ``variable-state`` warning. Read on an instance it is absent, so a metadata entry named
+    ``state`` reads as before (flax's ``__getattr__``)."""
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        if instance is not None:
+            raise AttributeError("state")
+
+        def state(value: Any, **metadata: Any) -> Any:
+            _warnings.warn_legacy("variable-state", detail=f"nnx.{owner.__name__}.state(value)")
+            return owner(value, **metadata)
+
+        return state
+
+
+def _to_variable(self: Any) -> Any:
+    """flax 0.10's ``VariableState.to_variable()``: a new Variable with the same value and
+    metadata (flax 0.11's ``to_state()``)."""
+    _warnings.warn_legacy("variable-state", detail="state.to_variable()")
+    return self.to_state()
+
+
 # --------------------------------------------------------------------------- patch
 
 
@@ -195,6 +221,11 @@ def _replacements() -> dict[str, Any]:
     elif _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11
         for name in ("__setattr__", "__setitem__"):
             out[name] = _watching(vars(Variable)[name])
+    if _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11 removed VariableState
+        if not hasattr(Variable, "state"):
+            out["state"] = _LegacyStateConstructor()
+        if not hasattr(Variable, "to_variable"):
+            out["to_variable"] = _to_variable
     if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.0 added them
         out["get_value"] = _get_value
         out["set_value"] = _set_value

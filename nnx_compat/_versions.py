@@ -451,6 +451,12 @@ def jit_abstracted_axes(nnx: Any) -> bool:
 
 
 @_probe
+def pmap_global_arg_shapes(nnx: Any) -> bool:
+    """``nnx.pmap`` takes ``global_arg_shapes=`` (removed in flax 0.12.6)."""
+    return "global_arg_shapes" in inspect.signature(nnx.pmap).parameters
+
+
+@_probe
 def shard_map_check_vma(nnx: Any) -> bool:
     """``nnx.shard_map`` takes ``check_vma=``/``axis_names=`` instead of ``check_rep=``/``auto=``
     (flax 0.12.1)."""

@@ -15,10 +15,10 @@ from nnx_compat import _patterns, _versions, nnx
 SUBCLASS_SHIMS = sorted(
     name
     for name in _patterns.SHIMS
-    if isinstance(getattr(nnx, name), type)
-    and isinstance(getattr(upstream, name, None), type)
-    and getattr(nnx, name) is not getattr(upstream, name)
-    and getattr(upstream, name) in getattr(nnx, name).__mro__
+    if isinstance(_patterns.load_shim(name), type)
+    and isinstance(vars(upstream).get(name), type)
+    and _patterns.load_shim(name) is not vars(upstream)[name]
+    and vars(upstream)[name] in _patterns.load_shim(name).__mro__
 )
 
 

@@ -8,7 +8,7 @@ import flax.nnx as upstream
 import pytest
 
 import nnx_compat
-from nnx_compat import _install, _patterns
+from nnx_compat import _install, _namespace, _patterns
 
 
 class _LinearShim(upstream.Linear):  # type: ignore[misc]
@@ -102,7 +102,7 @@ def test_install_serves_the_real_table() -> None:
     try:
         from nnx_compat import nnx
 
-        for name in _patterns.shims():
+        for name in _namespace.bound_shims(upstream):
             assert getattr(upstream, name) is getattr(nnx, name)
     finally:
         nnx_compat.uninstall()

@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import nnx_compat
-from nnx_compat import _patterns, _removed, nnx
+from nnx_compat import _patterns, _removed, _variables, _versions, nnx
 from tests.markers import line_of
 from tests.strategies import assert_same_bits
 
@@ -27,10 +27,14 @@ def test_each_removed_name(name: str) -> None:
     removed = _patterns.REMOVED[name]
     pattern = _patterns.get(removed.pattern)
     assert name in pattern.shims
-    if _native(name):  # the installed flax has it: its own object, silently
+    if _native(name):  # the installed flax has it: its own object (or the shim), silently
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert getattr(nnx, name) is getattr(upstream, name)
+            served = getattr(nnx, name)
+        if name in _patterns.SHIMS:
+            assert served is _patterns.load_shim(name)
+        else:
+            assert served is getattr(upstream, name)
         assert nnx_compat.report() == ()
     elif removed.backport:
         with nnx_compat.warnings_policy("ignore"):
@@ -98,10 +102,66 @@ def test_with_sharding_constraint_under_a_mesh() -> None:
         assert native(x).sharding == y.sharding
 
 
-def test_variable_state_is_variable_where_flax_removed_it() -> None:
-    if _native("VariableState"):
-        pytest.skip("the installed flax has its own VariableState")
+SHARES = _versions.feature("STATE_SHARES_VARIABLES")  # flax 0.11: states hold Variables
+
+
+def test_variable_state_answers_as_variable_where_states_hold_variables() -> None:
+    if not SHARES:
+        assert nnx.VariableState is upstream.VariableState  # flax 0.10's own
+        return
     with nnx_compat.warnings_policy("ignore"):
         variable_state = nnx.VariableState
-    assert variable_state is upstream.Variable
-    assert isinstance(upstream.Param(jnp.ones(1)), variable_state)
+    param = upstream.Param(jnp.ones(1))
+    assert isinstance(param, variable_state)
+    assert issubclass(upstream.Param, variable_state)
+    assert not isinstance(jnp.ones(1), variable_state)
+    assert type(variable_state(jnp.ones(1))) is upstream.Variable  # flax 0.11's alias use
+    # flax 0.11 has the name (silent); flax 0.12 removed it (the access warns, as flax's does)
+    expected = [] if _native("VariableState") else ["variable-state"]
+    assert [hit.pattern for hit in nnx_compat.report()] == expected
+
+
+def test_variable_state_of_a_type_builds_that_variable() -> None:
+    """flax 0.10's ``VariableState(type, value, **metadata)``; flax 0.11's alias rejects it."""
+    if not SHARES:
+        native = upstream.VariableState(upstream.Param, jnp.ones(2), tag="x")
+        assert native.type is upstream.Param and native.tag == "x"
+        return
+    with pytest.raises(TypeError):
+        upstream.Variable(upstream.Param, jnp.ones(2))  # what flax 0.11's alias does with it
+    with nnx_compat.warnings_policy("ignore"):
+        variable_state = nnx.VariableState
+    with pytest.warns(nnx_compat.VariableDeprecationWarning, match="variable-state") as caught:
+        built = variable_state(upstream.Param, jnp.ones(2), tag="x")  # STATE-OF-TYPE
+    assert caught[0].lineno == line_of(__file__, "STATE-OF-TYPE")
+    assert type(built) is upstream.Param
+    assert built.get_metadata()["tag"] == "x"
+    assert_same_bits(built[...], jnp.ones(2))
+
+
+def test_param_state_and_to_variable() -> None:
+    """flax 0.10's ``Param.state(value)`` (a state leaf) and ``state.to_variable()``."""
+    if not SHARES:
+        state = upstream.Param.state(jnp.ones(2))
+        assert type(state.to_variable()) is upstream.Param
+        return
+    # flax's own Variable lacks both (nnx_compat's patch added them)
+    assert _variables._saved["state"] is _variables._ABSENT
+    assert _variables._saved["to_variable"] is _variables._ABSENT
+    with pytest.warns(nnx_compat.VariableDeprecationWarning, match="variable-state") as caught:
+        leaf = upstream.Param.state(jnp.ones(2), tag="x")  # PARAM-STATE
+    assert caught[0].lineno == line_of(__file__, "PARAM-STATE")
+    assert type(leaf) is upstream.Param and leaf.get_metadata()["tag"] == "x"
+    with pytest.warns(nnx_compat.VariableDeprecationWarning, match="variable-state"):
+        variable = leaf.to_variable()
+    assert type(variable) is upstream.Param and variable is not leaf
+    assert variable.get_metadata()["tag"] == "x"
+    assert_same_bits(variable[...], leaf[...])
+
+
+def test_a_metadata_entry_named_state_still_reads_as_metadata() -> None:
+    if not SHARES:
+        pytest.skip("flax 0.10's Variable.state is its own classmethod")
+    param = upstream.Param(jnp.ones(1), state="kept")
+    assert param.state == "kept"
+    assert nnx_compat.report() == ()

@@ -259,3 +259,30 @@ def test_shard_map_rejects_both_spellings_at_once() -> None:
         nnx.shard_map(
             lambda x: x, mesh=None, in_specs=None, out_specs=None, check_rep=True, check_vma=True
         )
+
+
+# --- nnx.pmap(global_arg_shapes=) -------------------------------------------------------------
+
+GLOBAL_ARG_SHAPES = _versions.feature("PMAP_GLOBAL_ARG_SHAPES")  # removed in flax 0.12.6
+
+
+def test_pmap_global_arg_shapes_none() -> None:
+    def f(x: jax.Array) -> jax.Array:
+        return x + 1
+
+    x = jnp.arange(2.0).reshape(1, 2)
+    if GLOBAL_ARG_SHAPES:  # the installed flax takes it: its own behaviour, silently
+        mapped = nnx.pmap(f, global_arg_shapes=None)
+        assert nnx_compat.report() == ()
+    else:
+        with pytest.raises(TypeError, match="global_arg_shapes"):
+            upstream.pmap(f, global_arg_shapes=None)
+        with pytest.warns(TransformsDeprecationWarning, match="pmap-global-arg-shapes") as caught:
+            mapped = nnx.pmap(f, global_arg_shapes=None)  # GLOBAL-ARG-SHAPES
+        assert caught[0].lineno == line_of(__file__, "GLOBAL-ARG-SHAPES")
+    assert_same_bits(mapped(x), upstream.pmap(f)(x))
+
+
+def test_pmap_global_arg_shapes_other_values_raise_as_jax_did() -> None:
+    with pytest.raises(ValueError, match="global_arg_shapes only worked with sharded_jit"):
+        nnx.pmap(lambda x: x, global_arg_shapes=((2,),))(jnp.ones((1, 2)))

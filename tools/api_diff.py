@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import fnmatch
 import importlib
 import importlib.metadata
 import inspect
@@ -51,6 +52,10 @@ SUBMODULES = (
     "transforms",
     "variablelib",
 )
+
+#: Submodules that became re-exports of another module (``flax.nnx.graph`` is
+#: ``from flax.nnx.graphlib import *`` since 0.12): names defined there count as their own.
+REEXPORTS = {"graph": ("graphlib",)}
 
 _SIMPLE = (bool, int, float, str, type(None))
 
@@ -127,12 +132,14 @@ def snapshot() -> dict[str, Any]:
                 continue
         api: dict[str, Any] = {}
         for prefix, module in modules.items():
+            homes = {module.__name__}
+            homes.update(f"flax.nnx.{home}" for home in REEXPORTS.get(prefix[len("nnx.") :], ()))
             names = [n for n in vars(module) if not n.startswith("_")]
             for name in sorted(names):
                 value = vars(module)[name]
                 if prefix != "nnx" and isinstance(value, types.ModuleType):
                     continue
-                if prefix != "nnx" and getattr(value, "__module__", None) != module.__name__:
+                if prefix != "nnx" and getattr(value, "__module__", None) not in homes:
                     continue  # re-exports (of flax.nnx's own names, jax, typing, ...)
                 api[f"{prefix}.{name}"] = _entry(value)
     return {
@@ -170,14 +177,35 @@ def _comparable(default: str | None) -> bool:
     return default is not None and not default.startswith("<")
 
 
+def _positional_only_renames(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict:
+    """Old positional-only parameter -> the new one at its position (None: taken by ``*args``).
+
+    No caller can name a positional-only parameter, so renaming one changes nothing."""
+    olds = [p["name"] for p in old if p["kind"] == "POSITIONAL_ONLY"]
+    news = [q["name"] for q in new if q["kind"] == "POSITIONAL_ONLY"]
+    star = any(q["kind"] == "VAR_POSITIONAL" for q in new)
+    renames: dict[str, str | None] = {}
+    for index, name in enumerate(olds):
+        if index < len(news):
+            renames[name] = news[index]
+        elif star:
+            renames[name] = None
+    return renames
+
+
 def _compare_params(where: str, old: Any, new: Any) -> list[str]:
     if old is None or new is None:
         return []
+    renames = _positional_only_renames(old, new)
     before, after = _params_by_name(old), _params_by_name(new)
     changes = []
     for name, p in before.items():
-        if p["kind"] in ("VAR_POSITIONAL", "VAR_KEYWORD"):
+        if p["kind"] in ("VAR_POSITIONAL", "VAR_KEYWORD") or name in ("self", "cls"):
             continue
+        if name in renames:
+            if renames[name] is None:
+                continue
+            name = renames[name]
         if name not in after:
             takes_any = any(q["kind"] == "VAR_KEYWORD" for q in after.values())
             changes.append(
@@ -197,7 +225,10 @@ def _compare_params(where: str, old: Any, new: Any) -> list[str]:
     common = [n for n in old_positional if n in new_positional]
     if common != [n for n in new_positional if n in common]:
         changes.append(f"{where}: positional order {old_positional} -> {new_positional}")
+    renamed = {n for n in renames.values() if n is not None}
     for name, q in after.items():
+        if name in renamed:
+            continue
         if name not in before and q["default"] is None and "VAR" not in q["kind"]:
             changes.append(f"{where}: new required parameter {name}")
     return changes
@@ -236,24 +267,49 @@ def added(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(name for name in new["api"] if name not in old["api"])
 
 
-def resolution(line: str) -> str:
-    """The pattern records that name the changed ``nnx.X`` of a report line, or unresolved.
+#: Report entries that change nothing a caller can see, with the reason.
+NOT_CHANGES: dict[str, str] = {
+    "nnx.GraphState: function -> class": (
+        "0.10's GraphState is a typing alias (State[Key, Leaf]), recorded as a callable; "
+        "0.12's a class: both annotate, and states are State instances on every release"
+    ),
+    "nnx.*VariableState.raw_value: removed": (
+        "0.11's VariableState is Variable, whose raw_value is an instance attribute (not a "
+        "property): variable_state.raw_value reads as before"
+    ),
+}
 
-    ``X`` is the first name after ``nnx.`` that the table knows (a shim's name or a removed
-    name), so ``nnx.graph.freeze`` and ``nnx.Optimizer.update`` are both found.
-    """
+
+def resolution(line: str) -> str:
+    """How a report entry is accounted for: the pattern records whose ``api`` patterns match
+    it (with their status), a recorded non-change, or ``[unresolved]``."""
     from nnx_compat import _patterns
 
-    parts = line.split(":", 1)[0].split(".")[1:]
-    for index, part in enumerate(parts):
-        ids = {p.id for p in _patterns.PATTERNS if part in p.shims}
-        if part in _patterns.REMOVED:
-            ids.add(_patterns.REMOVED[part].pattern)
-        if ids:
-            member = ".".join(parts[index + 1 :])
-            check = f" (check {member})" if member else ""
-            return f"[{', '.join(sorted(ids))}]{check}"
-    return "[unresolved]"
+    entry = line.split(" [", 1)[0]
+    for pattern, reason in NOT_CHANGES.items():
+        if fnmatch.fnmatchcase(entry, pattern):
+            return f"[no change: {reason}]"
+    records = [p for p in _patterns.PATTERNS if any(fnmatch.fnmatchcase(entry, g) for g in p.api)]
+    if not records:
+        return "[unresolved]"
+    return "[" + ", ".join(f"{p.id}: {p.status}" for p in records) + "]"
+
+
+def unused_patterns(lines: list[str]) -> list[str]:
+    """The ``api`` patterns of the table, and the :data:`NOT_CHANGES`, that match no entry."""
+    from nnx_compat import _patterns
+
+    globs = [g for p in _patterns.PATTERNS for g in p.api] + list(NOT_CHANGES)
+    return [g for g in globs if not any(fnmatch.fnmatchcase(line, g) for line in lines)]
+
+
+def legacy_changes(paths: list[Path]) -> list[str]:
+    """Every entry from the first snapshot (0.10) to each later one, without repeats."""
+    snapshots = [json.loads(path.read_text()) for path in paths]
+    seen: dict[str, None] = {}
+    for last in snapshots[1:]:
+        seen.update(dict.fromkeys(changes(snapshots[0], last)))
+    return list(seen)
 
 
 def report(paths: list[Path]) -> str:
@@ -273,13 +329,18 @@ def report(paths: list[Path]) -> str:
     for last in snapshots[1:]:
         found = changes(first, last)
         marked = [f"- {line} {resolution(line)}" for line in found]
+        counts = {
+            status: sum(f": {status}" in line for line in marked)
+            for status in ("bridged", "native", "non-goal", "planned")
+        }
+        same = sum("[no change: " in line for line in marked)
         open_ = sum(line.endswith("[unresolved]") for line in marked)
-        to_check = sum("(check " in line for line in marked)
         lines += ["", f"## From {first['flax']} to {last['flax']}, by pattern record", ""]
         lines += [
-            f"{len(found)} changes: {len(found) - open_ - to_check} named by a record, "
-            f"{to_check} whose class or function a record names (the member still to check), "
-            f"{open_} without a record in the pattern table.",
+            f"{len(found)} changes. Entries per record status (an entry two records share "
+            "counts for each): "
+            + ", ".join(f"{n} {status}" for status, n in counts.items())
+            + f"; {same} that change nothing a caller sees; {open_} unresolved.",
             "",
         ]
         lines += marked
