@@ -195,20 +195,38 @@ _RNN_POSITIONAL: Final = ("time_major", "return_carry", "reverse", "keep_order",
 
 
 class RNN(_nnx.RNN, metaclass=_classes.meta_of(_nnx.RNN)):  # type: ignore[misc,metaclass]
-    """``nnx.RNN`` that takes flax 0.10's positional ``RNN(cell, time_major, return_carry, ...)``.
-
-    Its RNG handling is the installed flax's own (see the README: recurrent layers are not
-    bridged to 0.11's RNG semantics on flax 0.10).
+    """``nnx.RNN`` that takes flax 0.10's positional ``RNN(cell, time_major, return_carry, ...)``,
+    with flax 0.11's RNG handling on every flax (see ``_recurrent``): ``rngs=True`` (the
+    default, its own carry stream), ``False``, an ``Rngs`` (``rngs.carry.fork()``) or a stream;
+    ``rngs=None``, flax 0.10's default, means ``True``.
     """
 
     _nnx_compat_native = _nnx.RNN
 
     def __init__(self, cell: Any, *args: Any, **kwargs: Any) -> None:
-        """As the native constructor; positional arguments after ``cell`` warn."""
+        """As flax 0.11's constructor; positional arguments after ``cell`` warn."""
+        from nnx_compat import _recurrent
+
         if args:
             kwargs = _positional("RNN", _RNN_POSITIONAL, args, kwargs)
             _warn_positional("rnn-positional", "nnx.RNN(cell", _RNN_POSITIONAL, args)
+        rngs = kwargs.pop("rngs", True)
+        if _FORKS:
+            if rngs is None:
+                rngs = _recurrent.rnn_rngs(None, "RNN") is not None  # warns; True
+            super().__init__(cell, rngs=rngs, **kwargs)
+            return
         super().__init__(cell, **kwargs)
+        self.rngs = _recurrent.rnn_rngs(rngs, "RNN")
+
+    if not _FORKS:
+
+        def __call__(self, inputs: Any, *, rngs: Any = None, **kwargs: Any) -> Any:
+            """As flax 0.11: the carry is drawn from the layer's stream, or from a fork of an
+            ``Rngs``'s carry stream (flax 0.10 only)."""
+            from nnx_compat import _recurrent
+
+            return super().__call__(inputs, rngs=_recurrent.call_rngs(self, rngs), **kwargs)
 
 
 def _warn_positional(

@@ -540,12 +540,15 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _P(
         "recurrent-layers-fork-rngs",
         "layers",
-        "nnx.LSTMCell / GRUCell / SimpleCell / OptimizedLSTMCell / RNN / Bidirectional holding "
-        "the caller's nnx.Rngs (flax 0.10)",
-        "flax 0.11's forked streams, keep_rngs= and RNN(rngs=...)",
+        "flax 0.10's recurrent layers: cells holding the caller's nnx.Rngs, "
+        "cell.initialize_carry(shape) drawing from it, RNN(cell, rngs=None)",
+        "cell.initialize_carry(shape, rngs) or a cell built with keep_rngs=True; "
+        "nnx.RNN(cell) or nnx.RNN(cell, rngs=rngs)",
         "0.11.0",
-        note="planned: on flax 0.10 the recurrent layers keep 0.10's RNG handling, so a model "
-        "with dropout in them draws other keys than on 0.11+ (checkpoints convert either way)",
+        ("LSTMCell", "OptimizedLSTMCell", "SimpleCell", "GRUCell", "RNN", "Bidirectional"),
+        "the layers hold flax 0.11's forked streams on every flax (0.10 included: the same "
+        "state and carries); initialize_carry(shape) draws from the build Rngs' carry stream "
+        "and rngs=None means rngs=True, where flax 0.11+ raises",
         api=(
             "nnx.*RNN.__init__: default of rngs None -> True",
             "nnx.*Bidirectional.__init__: default of rngs None -> True",
@@ -610,18 +613,23 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
 #: A name listed here is served by ``nnx_compat.nnx`` (and by ``install()``) instead of the
 #: upstream object; every other name is the upstream object itself.
 SHIMS: Final[Mapping[str, str]] = {
+    "Bidirectional": "nnx_compat._recurrent:Bidirectional",
     "Dict": "nnx_compat._containers:Dict",
+    "GRUCell": "nnx_compat._recurrent:GRUCell",
+    "LSTMCell": "nnx_compat._recurrent:LSTMCell",
     "Dropout": "nnx_compat._layers:Dropout",
     "List": "nnx_compat._containers:List",
     "ModelAndOptimizer": "nnx_compat._optimizer:ModelAndOptimizer",
     "Module": "nnx_compat._module:Module",
     "MultiHeadAttention": "nnx_compat._layers:MultiHeadAttention",
     "Object": "nnx_compat._pytree:Object",
+    "OptimizedLSTMCell": "nnx_compat._recurrent:OptimizedLSTMCell",
     "Optimizer": "nnx_compat._optimizer:Optimizer",
     "Pytree": "nnx_compat._pytree:Pytree",
     "RNN": "nnx_compat._layers:RNN",
     "RngStream": "nnx_compat._rngs:RngStream",
     "Rngs": "nnx_compat._rngs:Rngs",
+    "SimpleCell": "nnx_compat._recurrent:SimpleCell",
     "Variable": "nnx_compat._variables:Variable",
     "VariableState": "nnx_compat._removed:VariableState",
     "data": "nnx_compat._containers:data",

@@ -53,6 +53,36 @@ def results() -> dict[str, Any]:
         for name, model in models.items():
             functional = strategies.functional_program(nnx, model, form="legacy", lr=0.01)
             out.update({f"functional-{name}/{k}": v for k, v in functional.items()})
+        out.update({f"recurrent/{k}": v for k, v in recurrent_program(nnx).items()})
+    return out
+
+
+def recurrent_program(nnx: Any) -> dict[str, Any]:
+    """Each recurrent layer with a random carry initialiser, built and called as flax 0.11
+    code does (``keep_rngs=True``, an ``RNN`` forking an ``Rngs``, a ``Bidirectional`` with its
+    default stream), twice: flax 0.10 must draw the same carries as 0.11 and 0.12."""
+    import jax
+    import jax.numpy as jnp
+
+    init = nnx.initializers.normal(1.0)
+    x = jnp.linspace(-1.0, 1.0, 2 * 5 * 3).reshape(2, 5, 3)
+    layers: dict[str, Any] = {}
+    for cls in (nnx.LSTMCell, nnx.OptimizedLSTMCell, nnx.SimpleCell, nnx.GRUCell):
+        rngs = nnx.Rngs(0)
+        cell = cls(3, 4, carry_init=init, keep_rngs=True, rngs=rngs)
+        layers[cls.__name__] = nnx.RNN(cell, rngs=rngs)
+    forward = nnx.RNN(nnx.GRUCell(3, 4, carry_init=init, rngs=nnx.Rngs(1)))
+    backward = nnx.RNN(nnx.GRUCell(3, 4, carry_init=init, rngs=nnx.Rngs(2)))
+    layers["Bidirectional"] = nnx.Bidirectional(forward, backward)
+    out: dict[str, Any] = {}
+    for name, layer in layers.items():
+        out[f"{name}/call-0"] = layer(x)
+        out[f"{name}/call-1"] = layer(x)
+        for path, leaf in nnx.to_flat_state(nnx.state(layer)):
+            value = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
+            if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+                value = jax.random.key_data(value)
+            out[f"{name}/state/{'/'.join(map(str, path))}"] = value
     return out
 
 

@@ -36,6 +36,14 @@ def _native_instances() -> dict[str, Any]:
         "Dropout": upstream.Dropout(0.5, rngs=rngs),
         "MultiHeadAttention": upstream.MultiHeadAttention(2, 4, decode=False, rngs=rngs),
         "RNN": upstream.RNN(upstream.SimpleCell(2, 2, rngs=rngs)),
+        "LSTMCell": upstream.LSTMCell(2, 2, rngs=rngs),
+        "OptimizedLSTMCell": upstream.OptimizedLSTMCell(2, 2, rngs=rngs),
+        "SimpleCell": upstream.SimpleCell(2, 2, rngs=rngs),
+        "GRUCell": upstream.GRUCell(2, 2, rngs=rngs),
+        "Bidirectional": upstream.Bidirectional(
+            upstream.RNN(upstream.SimpleCell(2, 2, rngs=rngs)),
+            upstream.RNN(upstream.SimpleCell(2, 2, rngs=rngs)),
+        ),
         "Optimizer": upstream.Optimizer(linear, optax.sgd(0.1), **wrt),
     }
     if hasattr(upstream, "ModelAndOptimizer"):
