@@ -145,3 +145,28 @@ class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-t
             if type(value) not in _CONTAINERS and (candidates := _candidates(self)) is not None:
                 candidates.discard(name)
             super().__setattr__(name, value)
+
+        def _nnx_compat_adopt(self) -> None:
+            """Before flax reads the node: a plain container that flax holds static (it held
+            no data when assigned) and that the Module's own methods filled since becomes
+            data, as on 0.10; flax 0.12 would leave its contents out of every state and fail
+            in transforms ("Cannot extract graph node from different trace level")."""
+            if not self._pytree__is_pytree:
+                return  # pytree=False: flax traverses every attribute, data or not
+            for name, value in list(vars(self).items()):
+                if type(value) in _CONTAINERS and _is_static(self, name) and _holds_data(value):
+                    detail = f"{type(self).__name__}.{name} is a plain {type(value).__name__}"
+                    _warnings.warn_legacy("container-filled-after-init", detail=detail)
+                    _NativeModule.__setattr__(self, name, _containers.data(value))  # type: ignore[call-arg]
+
+        def _graph_node_flatten(self) -> Any:
+            self._nnx_compat_adopt()
+            return super()._graph_node_flatten()  # type: ignore[misc]
+
+        def _pytree__flatten(self) -> Any:
+            self._nnx_compat_adopt()
+            return super()._pytree__flatten()  # type: ignore[misc]
+
+        def _pytree__flatten_with_paths(self) -> Any:
+            self._nnx_compat_adopt()
+            return super()._pytree__flatten_with_paths()  # type: ignore[misc]

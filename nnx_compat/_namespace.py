@@ -51,10 +51,11 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
         namespace[name] = _patterns.load_shim(name)
     # flax's own Variable class gets the Variable API of both generations (see _variables),
     # and GraphDef.apply bridges a captured state as nnx.merge does (see _state)
-    from nnx_compat import _state, _variables
+    from nnx_compat import _sharding, _state, _variables
 
     _variables.patch()
     _state.patch()
+    _sharding.patch_bridge()
     namespace["__all__"] = sorted(set(names) | set(shimmed))
     namespace["__getattr__"] = _fallback(upstream, own_name)
     namespace["__dir__"] = lambda: sorted(set(namespace["__all__"]) | set(vars(upstream)))

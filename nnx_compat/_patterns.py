@@ -352,8 +352,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "self.items = {} in __init__, filled later through the Module's own methods",
         "self.items = nnx.Dict() (or nnx.data({})) at the assignment",
         "0.12.0",
-        note="planned: flax 0.12 raises at the next traversal; the in-place change happens in "
-        "the user's code, after construction, where nnx_compat sees no assignment",
+        ("Module",),
+        "flax 0.12 leaves the container static: its contents are missing from nnx.state and "
+        "transforms fail; nnx_compat makes it data when flax next reads the Module",
     ),
     _P(
         "static-attribute-data",
@@ -489,8 +490,19 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.11.0",
         ("Variable",),
         "since flax 0.11 variable.sharding reads the array's sharding and the call succeeds, so "
-        "that meaning stands; under nnx.vmap flax raises instead, which is not yet bridged",
+        "that meaning stands (on a traced value flax raises: see variable-sharding-traced)",
         same_call=True,
+    ),
+    _P(
+        "variable-sharding-traced",
+        "sharding",
+        "variable.sharding as the partition names inside jit/vmap (flax 0.10)",
+        "variable.get_metadata()['out_sharding'] (sharding_names on flax 0.11), or "
+        "nnx.get_partition_spec(state)",
+        "0.11.0",
+        ("Variable",),
+        "where flax 0.11+ raises (the value is traced, or has no sharding) it gives the names, as "
+        "on 0.10; where flax answers, the array's sharding stands",
     ),
     _P(
         "linen-bridge-sharding-metadata",
@@ -498,7 +510,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "NNXMeta.metadata['sharding'] from the Linen bridge",
         "NNXMeta.metadata['sharding_names'] (flax 0.11) / ['out_sharding'] (flax 0.12.4)",
         "0.11.0",
-        note="planned: flax 0.11+ raises KeyError; the metadata dict is built by flax's bridge",
+        ("bridge",),
+        "where flax 0.11+ raises KeyError, the missing key reads the names stored under the "
+        "installed flax's key; the dict's keys, get() and iteration stay flax's",
     ),
     _P(
         "sharding-metadata-key",
@@ -632,6 +646,7 @@ SHIMS: Final[Mapping[str, str]] = {
     "SimpleCell": "nnx_compat._recurrent:SimpleCell",
     "Variable": "nnx_compat._variables:Variable",
     "VariableState": "nnx_compat._removed:VariableState",
+    "bridge": "nnx_compat._sharding:bridge",
     "data": "nnx_compat._containers:data",
     "fix_checkpoint": "nnx_compat._checkpoint:fix_checkpoint",
     "fork_rngs": "nnx_compat._rngs:fork_rngs",

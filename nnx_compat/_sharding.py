@@ -15,16 +15,29 @@ and :func:`unsharded` answers where it failed:
   :func:`unsharded` gives the arguments that create the Variable with ``eager_sharding=False``,
   as 0.10 created it, and ``sharding-without-mesh`` warns instead of the error. Whether a mesh
   is known is flax's own decision (a mesh context, ``mesh=`` metadata, a ``NamedSharding``).
+
+flax 0.10 code also *reads* the names as ``variable.sharding`` and, through the Linen bridge, as
+``NNXMeta.metadata['sharding']``; where flax 0.11+ fails on those reads (a traced or unsharded
+value; a missing key), :func:`traced_sharding` and :class:`LegacyKeys` give the names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from nnx_compat import _versions, _warnings
 
-__all__ = ["adapt"]
+__all__ = [
+    "LegacyKeys",
+    "adapt",
+    "bridge",
+    "partition_names",
+    "patch_bridge",
+    "restore_bridge",
+]
 
 _nnx: Any = _versions.import_nnx()
 _VariableMetadata: Final[type] = _nnx.variablelib.VariableMetadata
@@ -99,3 +112,88 @@ def unsharded(error: ValueError, value: Any, kwargs: dict[str, Any]) -> dict[str
         detail=f"{_NATIVE_KEY}={annotation!r}; it is created unsharded, as flax 0.10 did",
     )
     return {**kwargs, "eager_sharding": False}
+
+
+# --------------------------------------------------------------------------- flax 0.10 reads
+
+
+def partition_names(metadata: Mapping[str, Any]) -> Any:
+    """The partition names a Variable's metadata holds, under whichever key; None if none."""
+    for key in _versions.SHARDING_KEYS:
+        if metadata.get(key) is not None:
+            return metadata[key]
+    return None
+
+
+def traced_sharding(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps ``Variable.__getattr__`` (flax 0.11+): ``variable.sharding`` where flax raises (the
+    value is a tracer, inside ``jit``/``vmap``, or has no sharding) gives the partition names, as
+    flax 0.10's metadata attribute did, with a ``variable-sharding-traced`` warning. Everywhere
+    flax answers, its answer (the array's sharding) stands."""
+
+    @functools.wraps(original)
+    def __getattr__(self: Any, name: str) -> Any:
+        try:
+            return original(self, name)
+        except AttributeError:
+            if name != "sharding":
+                raise
+            names = partition_names(object.__getattribute__(self, "_var_metadata"))
+            if names is None:
+                raise
+            _warnings.warn_legacy("variable-sharding-traced", detail=f"names {names!r}")
+            return names
+
+    return __getattr__
+
+
+class LegacyKeys(dict):  # type: ignore[type-arg]
+    """The metadata dict of the Linen bridge's ``NNXMeta``: reading the missing key
+    ``'sharding'`` (flax 0.10's) gives the names stored under the installed flax's key, with a
+    ``linen-bridge-sharding-metadata`` warning. Nothing else differs from a dict: iteration,
+    ``in``, ``get`` and ``**`` see only the real keys."""
+
+    def __missing__(self, key: Any) -> Any:
+        if key == "sharding":
+            names = partition_names(self)
+            if names is not None:
+                _warnings.warn_legacy(
+                    "linen-bridge-sharding-metadata", detail=f"metadata[{_NATIVE_KEY!r}]"
+                )
+                return names
+        raise KeyError(key)
+
+
+def legacy_keys_init(original: Callable[..., None]) -> Callable[..., None]:
+    """Wraps ``NNXMeta.__init__`` (flax 0.11+) to hold its metadata as :class:`LegacyKeys`."""
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        metadata = vars(self).get("metadata")
+        if type(metadata) is dict:
+            object.__setattr__(self, "metadata", LegacyKeys(metadata))
+
+    return __init__
+
+
+#: ``nnx.bridge``, served as flax's own module; importing ``nnx_compat.nnx`` patches its
+#: ``NNXMeta`` (:func:`patch_bridge`).
+bridge: Any = _nnx.bridge
+_saved_bridge: dict[str, Any] = {}
+
+
+def patch_bridge() -> None:
+    """Holds the Linen bridge's ``NNXMeta`` metadata as :class:`LegacyKeys` where flax renamed
+    the sharding key (flax 0.11+). Idempotent; :func:`restore_bridge` undoes it."""
+    meta = bridge.variables.NNXMeta
+    if _NATIVE_KEY == "sharding" or _saved_bridge:
+        return
+    _saved_bridge["__init__"] = vars(meta)["__init__"]
+    meta.__init__ = legacy_keys_init(vars(meta)["__init__"])
+
+
+def restore_bridge() -> None:
+    """Puts ``NNXMeta.__init__`` back."""
+    if _saved_bridge:
+        bridge.variables.NNXMeta.__init__ = _saved_bridge.pop("__init__")

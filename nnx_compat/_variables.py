@@ -10,6 +10,8 @@ warning or an error that the installed flax does not give.* On each generation:
   ``out_sharding=`` (and ``sharding_names=`` on 0.10) is stored under the installed flax's key.
 * flax 0.11: ``variable.value = other_variable`` (0.10's model surgery) takes the other's value
   with a ``variable-value-variable`` warning, where flax raises.
+* flax 0.11+: ``variable.sharding`` where flax raises (a traced value) gives the partition
+  names, as 0.10 did, with a ``variable-sharding-traced`` warning (see ``_sharding``).
 * flax 0.11+: 0.10's ``Param.state(value)`` and ``state.to_variable()`` (VariableState's API)
   build and copy Variables, with a ``variable-state`` warning.
 * flax 0.11+: the mutation check of a Variable first tells :func:`on_first_mutation`'s
@@ -221,6 +223,9 @@ def _replacements() -> dict[str, Any]:
     elif _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11
         for name in ("__setattr__", "__setitem__"):
             out[name] = _watching(vars(Variable)[name])
+    if _versions.sharding_metadata_key() != "sharding" and "__getattr__" in vars(Variable):
+        # flax 0.11: variable.sharding is the array's, and raises on a tracer
+        out["__getattr__"] = _sharding.traced_sharding(vars(Variable)["__getattr__"])
     if _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11 removed VariableState
         if not hasattr(Variable, "state"):
             out["state"] = _LegacyStateConstructor()

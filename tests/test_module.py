@@ -412,3 +412,52 @@ def test_static_attributes_that_stay_static_are_untouched() -> None:
         model = Config()
     assert _paths_of(model) == ["param"]
     assert nnx_compat.report() == ()
+
+
+class Registry(nnx.Module):
+    """Containers created empty in ``__init__`` and filled by the Module's own methods."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+        self.layers: list[Any] = []
+        self.names = ["kept", "static"]  # a static container that never holds data
+
+    def add(self, name: str, rngs: Any) -> None:
+        self.items[name] = nnx.Linear(2, 2, rngs=rngs)
+        self.layers.append(nnx.Linear(2, 2, rngs=rngs))
+
+
+def test_reproduce_container_filled_after_init_on_flax_012() -> None:
+    class Native(upstream.Module):
+        def __init__(self) -> None:
+            self.items: dict[str, Any] = {}
+
+    native = Native()
+    native.items["a"] = upstream.Linear(2, 2, rngs=upstream.Rngs(0))
+    if not STRICT:
+        assert len(upstream.to_flat_state(upstream.state(native))) == 2
+        return
+    assert len(upstream.to_flat_state(upstream.state(native))) == 0  # silently missing
+    with pytest.raises(ValueError, match="different trace level"):
+        upstream.jit(lambda m: m.items["a"](jnp.ones(2)))(native)
+
+
+def test_container_filled_after_init_is_state_as_on_flax_010() -> None:
+    registry = Registry()
+    registry.add("a", nnx.Rngs(0))
+    if STRICT:
+        with pytest.warns(
+            nnx_compat.PytreeDeprecationWarning, match="container-filled-after-init"
+        ) as caught:
+            state = nnx.state(registry)  # FILLED-LATER
+        assert {w.lineno for w in caught} == {line_of(__file__, "FILLED-LATER")}
+    else:
+        state = nnx.state(registry)
+    paths = sorted("/".join(map(str, p)) for p, _ in nnx.to_flat_state(state))
+    assert paths == ["items/a/bias", "items/a/kernel", "layers/0/bias", "layers/0/kernel"]
+    out = nnx.jit(lambda m, x: m.layers[0](m.items["a"](x)))(registry, jnp.ones(2))
+    expected = registry.layers[0](registry.items["a"](jnp.ones(2)))
+    assert_same_bits(out, expected)
+    assert registry.names == ["kept", "static"]
+    if STRICT:  # the data-free container stays static: flax's own form
+        assert not vars(registry)["_pytree__nodes"].get("names", False)

@@ -241,3 +241,106 @@ def test_fsdp_toy_shards_like_the_native_new_form() -> None:
     assert {k: _normalized(v) for k, v in _specs(legacy).items()} == {
         k: _normalized(v) for k, v in _specs(native).items()
     }
+
+
+# --- flax 0.10's reads of the partition names ---------------------------------------------------
+
+
+def _annotated(names: tuple[str, ...]) -> Any:
+    with nnx_compat.warnings_policy("ignore"):  # sharding-without-mesh on flax 0.12
+        return nnx.Param(jnp.ones((4, 4)), **{KEY: names})
+
+
+def test_variable_sharding_on_a_traced_value_gives_the_names() -> None:
+    """flax 0.10's metadata attribute; flax 0.11+ raises for a tracer (it reads the array's)."""
+    variable = _annotated(("a", "b"))
+    if KEY == "sharding":  # flax 0.10: the metadata itself, everywhere
+        assert variable.sharding == ("a", "b")
+    else:  # outside a trace: the array's sharding, flax's meaning
+        assert isinstance(variable.sharding, jax.sharding.Sharding)
+    seen: list[Any] = []
+
+    @nnx.vmap
+    def names(variable: Any) -> Any:
+        seen.append(variable.sharding)  # TRACED-SHARDING
+        return variable[...]
+
+    with nnx_compat.warnings_policy("ignore"):
+        stacked = nnx.Param(jnp.ones((2, 4, 4)), **{KEY: ("layers", "a", "b")})
+    if KEY == "sharding":
+        names(stacked)
+    else:
+        with pytest.warns(
+            nnx_compat.ShardingDeprecationWarning, match="variable-sharding-traced"
+        ) as caught:
+            names(stacked)
+        assert caught[0].lineno == line_of(__file__, "TRACED-SHARDING")
+    assert seen == [("layers", "a", "b")]  # no PARTITION_NAME: the names stay, as on 0.10
+    unannotated = nnx.Param(jnp.ones(2))
+    with pytest.raises(AttributeError, match="sharding"):
+        jax.jit(lambda v: v.sharding)(unannotated)
+
+
+def test_linen_bridge_metadata_sharding_key() -> None:
+    """``NNXMeta.metadata['sharding']``: flax 0.11+ stores the names under its own key."""
+    from flax import linen
+    from flax.nnx import bridge
+
+    class Block(nnx.Module):
+        def __init__(self, *, rngs: Any) -> None:
+            init = nnx.with_partitioning(nnx.initializers.ones, ("a", "b"))
+            with nnx_compat.warnings_policy("ignore"):
+                self.w = nnx.Param(init(rngs.params(), (2, 2)))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return x @ self.w[...]
+
+    with nnx_compat.warnings_policy("ignore"):
+        variables = bridge.ToLinen(Block).init(jax.random.key(0), jnp.ones(2))
+    meta = variables["params"]["w"]
+    assert isinstance(meta, linen.meta.AxisMetadata)
+    assert dict(meta.metadata)[KEY] == ("a", "b")
+    if KEY == "sharding":
+        assert meta.metadata["sharding"] == ("a", "b")
+        return
+    with pytest.raises(KeyError):
+        dict(meta.metadata)["sharding"]  # flax's own dict
+    assert "sharding" not in meta.metadata and meta.metadata.get("sharding") is None
+    with pytest.warns(
+        nnx_compat.ShardingDeprecationWarning, match="linen-bridge-sharding-metadata"
+    ) as caught:
+        names = meta.metadata["sharding"]  # BRIDGE-SHARDING
+    assert caught[0].lineno == line_of(__file__, "BRIDGE-SHARDING")
+    assert names == ("a", "b")
+    with pytest.raises(KeyError):
+        meta.metadata["no_such_key"]
+    with nnx_compat.warnings_policy("ignore"):
+        rebuilt = meta.to_nnx_variable()
+    assert rebuilt.get_metadata()[KEY] == ("a", "b")  # ** sees only the real keys
+    assert "sharding" not in rebuilt.get_metadata() or KEY == "sharding"
+
+
+def test_transform_metadata_and_optimizer_state_carry_the_names() -> None:
+    """flax 0.10's ``transform_metadata={nnx.PARTITION_NAME: ...}`` and its optimizer state
+    carrying the model's names: native on every flax, under the installed flax's key."""
+
+    class Block(nnx.Module):
+        def __init__(self, rngs: Any) -> None:
+            init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("a", "b"))
+            with nnx_compat.warnings_policy("ignore"):
+                self.w = nnx.Param(init(rngs.params(), (4, 4)))
+
+    @nnx.vmap(in_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def stack(key: jax.Array) -> Any:
+        return Block(nnx.Rngs(params=key))
+
+    with nnx_compat.warnings_policy("ignore"):
+        blocks = stack(jax.random.split(jax.random.key(0), 3))
+    assert blocks.w.get_metadata()[KEY] == ("layers", "a", "b")
+    spec = nnx.get_partition_spec(nnx.state(blocks))
+    assert tuple(_spec_of(spec["w"])) == ("layers", "a", "b")
+    with nnx_compat.warnings_policy("ignore"):
+        optimizer = nnx.Optimizer(blocks, optax.adam(1e-3), wrt=nnx.Param)
+    opt_specs = nnx.get_partition_spec(nnx.state(optimizer, nnx.OptState))
+    moments = [tuple(s) for s in jax.tree.leaves(opt_specs, is_leaf=lambda x: isinstance(x, P))]
+    assert moments.count(("layers", "a", "b")) == 2  # adam's mu and nu
