@@ -1,5 +1,5 @@
 import sys
 
-from nnx_compat._cli import main
+from nnx_compat.cli import main
 
 sys.exit(main())

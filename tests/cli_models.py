@@ -1,4 +1,4 @@
-"""Models for tests/test_checkpoint_cli.py, importable as ``tests.cli_models:NAME``."""
+"""Models for tests/cli/test_fix_checkpoint.py, importable as ``tests.cli_models:NAME``."""
 
 from __future__ import annotations
 

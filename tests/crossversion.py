@@ -33,7 +33,8 @@ def results() -> dict[str, Any]:
     """The program's arrays, by path."""
     import optax
 
-    from nnx_compat import _doctor, nnx, warnings_policy
+    from nnx_compat import nnx, warnings_policy
+    from nnx_compat.cli import doctor as _doctor
     from tests import strategies
 
     out: dict[str, Any] = {}

@@ -13,8 +13,9 @@ import numpy as np
 import optax
 from hypothesis import strategies as st
 
-from nnx_compat import _doctor, _versions
+from nnx_compat import _versions
 from nnx_compat._bits import differences, same_bits
+from nnx_compat.cli import doctor as _doctor
 
 # flax 0.11.0 changed update(grads) to update(model, grads); the native form follows it.
 NATIVE_UPDATE_TAKES_MODEL = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnx_compat
-from nnx_compat import _checkpoint, _doctor, _versions, nnx
+from nnx_compat import _checkpoint, _versions, nnx
+from nnx_compat.cli import doctor as _doctor
 from tests import checkpoint_models
 
 LAYERS_FORK = _versions.feature("LAYERS_FORK_RNGS")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from nnx_compat import _patterns, _versions, _warnings
-from nnx_compat._cli import markdown_table
 from nnx_compat._patterns import PATTERNS, SHIMS, Pattern
+from nnx_compat.cli.patterns import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

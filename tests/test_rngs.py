@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnx_compat
-from nnx_compat import _doctor, _versions, nnx
+from nnx_compat import _versions, nnx
 from nnx_compat._warnings import RngsDeprecationWarning
+from nnx_compat.cli import doctor as _doctor
 from tests.hlo import lowered_text
 from tests.markers import line_of
 from tests.strategies import assert_bitwise_equal, flat_arrays

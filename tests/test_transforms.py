@@ -169,7 +169,7 @@ def test_install_serves_the_rngs_shims_to_flax_nnx_code() -> None:
 
         assert patched.split_rngs is nnx.split_rngs and patched.Dropout is nnx.Dropout
         with nnx_compat.warnings_policy("ignore"):
-            from nnx_compat import _doctor
+            from nnx_compat.cli import doctor as _doctor
 
             legacy = _doctor.seed_scan_program(patched, "0.10")
     finally:

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from nnx_compat import _patterns, _versions
-from nnx_compat._cli import main, markdown_table
+from nnx_compat.cli import main
+from nnx_compat.cli.patterns import markdown_table
 
 
 def _doctor_json() -> tuple[int, dict[str, object]]:
@@ -82,7 +83,7 @@ def test_entry_point_is_installed() -> None:
     from importlib.metadata import entry_points
 
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "nnx-compat"]
-    assert ep.value == "nnx_compat._cli:main"
+    assert ep.value == "nnx_compat.cli:main"
 
 
 def test_patterns_command(capsys: pytest.CaptureFixture[str]) -> None:

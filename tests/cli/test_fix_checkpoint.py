@@ -22,11 +22,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 import nnx_compat
-from nnx_compat import _checkpoint, _checkpoint_cli, nnx
-from nnx_compat._cli import main
+from nnx_compat import _checkpoint, nnx
+from nnx_compat.cli import fix_checkpoint as _checkpoint_cli
+from nnx_compat.cli import main
 from tests.cli_models import ADAM, MLP, Plain
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RNGS = {"params": 0, "dropout": 1}
 
 
@@ -407,7 +408,7 @@ def test_orbax_is_optional(
 
 def test_importing_the_cli_stays_light() -> None:
     code = (
-        "import sys, nnx_compat._cli; "
+        "import sys, nnx_compat.cli; "
         "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,14 +10,17 @@ cannot run says why; it never reports a pass it did not observe.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
-from nnx_compat import _versions, _warnings
+from nnx_compat import _patterns, _versions, _warnings
 
-__all__ = ["Check", "arrays", "run_checks", "same", "seed_optimizer_program"]
+__all__ = ["Check", "arrays", "command", "run_checks", "same", "seed_optimizer_program"]
 
 Form = Literal["0.10", "0.11"]
 
@@ -267,3 +270,47 @@ CHECKS: tuple[Callable[[], Check], ...] = (
 def run_checks() -> list[Check]:
     """Runs every self-check."""
     return [check() for check in CHECKS]
+
+
+def command(args: argparse.Namespace) -> int:
+    """``nnx-compat doctor [--json]``."""
+    import nnx_compat
+
+    try:
+        env = _versions.detect()
+    except ImportError as err:
+        if args.json:
+            print(json.dumps({"error": str(err), "error_type": type(err).__name__}))
+        else:
+            print(f"nnx-compat doctor: {err}", file=sys.stderr)
+        return 2
+    checks = run_checks()
+    shims = [
+        {"name": name, "patterns": [p.id for p in _patterns.PATTERNS if name in p.shims]}
+        for name in _patterns.shims()
+    ]
+    ok = all(check.ok for check in checks)
+    if args.json:
+        data: dict[str, Any] = {"nnx_compat": nnx_compat.__version__, **env.as_dict()}
+        data["shims"] = shims
+        data["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
+        data["ok"] = ok
+        print(json.dumps(data, indent=2))
+        return 0 if ok else 1
+    print(f"nnx_compat {nnx_compat.__version__}")
+    newer = ", newer than known" if env.newer_than_known else ""
+    print(f"flax {env.flax} (API generation {env.api}{newer})")
+    print(
+        f"jax {env.jax}, jaxlib {env.jaxlib}, optax {env.optax}, "
+        f"orbax-checkpoint {env.orbax_checkpoint or '(not installed)'}"
+    )
+    print("features:")
+    for name, value in env.features.items():
+        print(f"  {'yes' if value else 'no ':3} {name}")
+    print("shims:" if shims else "shims: none active")
+    for shim in shims:
+        print(f"  nnx.{shim['name']}: {', '.join(shim['patterns'])}")
+    print("checks:")
+    for check in checks:
+        print(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+    return 0 if ok else 1

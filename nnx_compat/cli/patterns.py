@@ -1,0 +1,50 @@
+"""``nnx-compat patterns``: the table of legacy patterns, as text, Markdown or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from nnx_compat import _patterns
+
+__all__ = ["command", "markdown_table"]
+
+
+def markdown_table() -> str:
+    """The README's table of legacy patterns, generated from the pattern table."""
+    rows = [
+        "| id | legacy form | new form | changed in flax | bridged by |",
+        "|---|---|---|---|---|",
+    ]
+    for p in _patterns.PATTERNS:
+        if p.status == "bridged":
+            shim = ", ".join(f"`nnx.{s}`" for s in p.shims)
+        elif p.status == "native":
+            shim = "not bridged: the installed flax's meaning stands"
+        elif p.status == "non-goal":
+            shim = "not bridged: an error names the new form"
+        else:
+            shim = "planned"
+        rows.append(f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} |")
+    return "\n".join(rows)
+
+
+def command(args: argparse.Namespace) -> int:
+    """``nnx-compat patterns [--markdown|--json]``."""
+    if args.markdown:
+        print(markdown_table())
+    elif args.json:
+        print(
+            json.dumps(
+                [
+                    dataclasses.asdict(p) | {"bridged": p.bridged, "status": p.status}
+                    for p in _patterns.PATTERNS
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for p in _patterns.PATTERNS:
+            print(f"{p.id:28} {p.changed_in:7} {p.status:8} {p.legacy} -> {p.new}")
+    return 0
