@@ -66,6 +66,9 @@ class Pattern:
             nor warns at run time; the table, the README and the checker name the difference.
         non_goal: Why nnx_compat deliberately does not bridge it; the user gets an error that
             names the new form.
+        static: Why ``nnx-compat check`` cannot see the legacy form in source (it needs the
+            type or the value of an object, or happens in data); empty when the checker has a
+            matcher for it (``nnx_compat.checker.rules``).
         api: The entries of the API audit (``tools/api/REPORT.md``: a name, parameter,
             default or method that a release removed or changed) that this record accounts
             for, as ``fnmatch`` patterns; every 0.10 -> 0.11/0.12 entry must be matched.
@@ -80,6 +83,7 @@ class Pattern:
     note: str = ""
     same_call: bool = False
     non_goal: str = ""
+    static: str = ""
     api: tuple[str, ...] = ()
 
     @property
@@ -172,6 +176,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.11.0",
         ("Dropout", "MultiHeadAttention"),
         "building a layer consumes one count of the parent stream, on every flax",
+        static="run time only: reading layer.rngs is the new form too (the layer's forked "
+        "stream); only what the code does with it tells the 0.10 use",
     ),
     _P(
         "rngs-fork-splits",
@@ -204,6 +210,29 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ),
     ),
     _P(
+        "bridge-to-nnx-rngs",
+        "rngs",
+        "bridge.ToNNX(linen_module, rngs=rngs) initialised from rngs' own keys, its RNG state "
+        "under rngs/...",
+        "the same call: flax 0.12 forks the Rngs (other parameters for a seed) and keeps it "
+        "under to_nnx__rngs/...",
+        "0.12.0",
+        note="the call succeeds, so the installed flax's parameters and paths stand; a 0.10 "
+        "checkpoint of a ToNNX model restores by renaming rngs/ to to_nnx__rngs/",
+        same_call=True,
+    ),
+    _P(
+        "rngs-array-protocol",
+        "rngs",
+        "duck typing an nnx.Rngs by its dunders (hasattr(rngs, '__array__') is True on 0.10)",
+        "isinstance(x, nnx.Rngs)",
+        "0.12.7",
+        note="flax 0.12.7 stopped answering dunder names with the default stream, so "
+        "np.asarray(rngs) no longer raises; the installed flax's meaning stands",
+        same_call=True,
+        static="run time only: it is duck typing on an object whose type the source does not state",
+    ),
+    _P(
         "reseed-shared-rngs",
         "rngs",
         "nnx.reseed(rngs, ...) on the Rngs the layers were built with",
@@ -229,6 +258,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.fix_checkpoint(checkpoint, Model, rngs=nnx.Rngs(...))",
         "0.11.0",
         ("fix_checkpoint",),
+        static="run time only: it is the layout of a checkpoint, not code",
     ),
     _P(
         "checkpoint-optimizer-model",
@@ -237,6 +267,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.fix_checkpoint(...) returning the model and optimizer halves",
         "0.11.0",
         ("fix_checkpoint",),
+        static="run time only: it is the layout of a checkpoint, not code",
     ),
     _P(
         "state-copies",
@@ -249,6 +280,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("merge",),
         "the merged node gets copies of the Variables of the outer trace, which flax 0.11+ "
         "refuses to mutate (TraceContextError); it warns at the first mutation",
+        static="run time only: whether merged state belongs to an outer trace depends on how "
+        "the function is called",
     ),
     _P(
         "state-snapshot",
@@ -260,6 +293,19 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("split", "state"),
         "since flax 0.11 the state holds the model's own Variables and moves with it; the "
         "call succeeds either way, so the installed flax's meaning stands",
+        same_call=True,
+        static="run time only: the call is the new form too; only the later use of its "
+        "result makes it a snapshot",
+    ),
+    _P(
+        "merge-shares-variables",
+        "checkpoint",
+        "copy = nnx.merge(*nnx.split(model)), or two nnx.merge of one state, as independent "
+        "models (flax 0.10 copied every Variable)",
+        "copy = nnx.clone(model), or nnx.merge(graphdef, state, copy=True)",
+        "0.11.2",
+        note="since flax 0.11.2 merge reuses the state's Variables, so the merged model shares "
+        "them with the model and with other merges; the call succeeds, so that meaning stands",
         same_call=True,
     ),
     _P(
@@ -313,6 +359,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("Pytree",),
         "jax.tree cannot be intercepted, so this never warns; nnx.Pytree, "
         "nnx_compat.is_nnx_object and nnx_compat.tree give 0.10's leaves on every flax",
+        static="run time only: jax.tree.map over arbitrary values; whether they are Modules "
+        "is a type",
     ),
     _P(
         "isinstance-object",
@@ -373,6 +421,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "self.tree = nnx.data(tree)",
         "0.12.0",
         ("Module",),
+        static="run time only: whether an attribute's value is a user pytree holding arrays "
+        "is a type",
     ),
     _P(
         "variable-value",
@@ -392,6 +442,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("Variable",),
         "flax 0.11 raises 'Cannot set value to a Variable'; nnx_compat takes the other "
         "Variable's value (flax 0.10 and 0.12 store the Variable itself, and keep doing so)",
+        static="run time only: whether the assigned value is a Variable is a type",
     ),
     _P(
         "variable-hooks",
@@ -437,6 +488,50 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ),
     ),
     _P(
+        "variable-hash",
+        "variable",
+        "hash(variable): Variables as dict keys or set members (identity)",
+        "id(variable) as the key, or a dict keyed by the state path",
+        "0.12.1",
+        ("Variable",),
+        "flax 0.12.1 made Variables unhashable (they compare by value); nnx_compat gives them "
+        "back their identity hash",
+        static="run time only: hashing is implicit (dict keys, sets) and needs the key's type",
+    ),
+    _P(
+        "variable-eq",
+        "variable",
+        "variable == other, or variable in a list of Variables (identity on flax 0.10)",
+        "variable is other; any(v is variable for v in variables)",
+        "0.12.1",
+        note="flax 0.12.1 compares the values (an array for a non-scalar Variable, so `in` and "
+        "list.index raise there); for scalars the call succeeds, so that meaning stands",
+        same_call=True,
+        static="run time only: == and `in` need both operands' types",
+    ),
+    _P(
+        "variable-metadata-attribute",
+        "variable",
+        "variable.foo = x to set metadata",
+        "variable.set_metadata(foo=x)",
+        "0.12.1",
+        ("Variable",),
+        "flax 0.12.1 raises for a name that is not an attribute; nnx_compat sets the metadata",
+        static="run time only: an attribute set on an object whose Variable type the source "
+        "rarely states",
+    ),
+    _P(
+        "variable-metadata-keys",
+        "variable",
+        "variable.get_metadata() holding only the metadata the code gave",
+        "read the keys you set; flax 0.12 adds hijax, ref and eager_sharding",
+        "0.12.0",
+        note="the extra keys round-trip through Variable(value, **metadata); the call succeeds, "
+        "so the installed flax's dict stands",
+        same_call=True,
+        static="run time only: it is the content of a returned dict",
+    ),
+    _P(
         "variable-inplace-op",
         "variable",
         "variable += x",
@@ -470,6 +565,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.12.0",
         ("Variable",),
         "it is created unsharded, as on flax 0.10, for nnx.get_partition_spec to shard later",
+        static="run time only: whether a mesh is active when the Variable is created",
     ),
     _P(
         "with-sharding-constraint",
@@ -492,6 +588,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "since flax 0.11 variable.sharding reads the array's sharding and the call succeeds, so "
         "that meaning stands (on a traced value flax raises: see variable-sharding-traced)",
         same_call=True,
+        static="run time only: .sharding is common on arrays; the receiver's type decides",
     ),
     _P(
         "variable-sharding-traced",
@@ -503,6 +600,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("Variable",),
         "where flax 0.11+ raises (the value is traced, or has no sharding) it gives the names, as "
         "on 0.10; where flax answers, the array's sharding stands",
+        static="run time only: whether the value is traced depends on the transform around it",
     ),
     _P(
         "linen-bridge-sharding-metadata",
@@ -569,6 +667,25 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ),
     ),
     _P(
+        "layer-init-attributes",
+        "layers",
+        "layer.kernel_init / bias_init / embedding_init / scale_init (an initializer kept on "
+        "the layer)",
+        "keep the initializer you pass to the layer (or read flax's default from its signature)",
+        "0.12.1",
+        non_goal="flax 0.12.1 removed them from the layers' attributes and graph; bringing them "
+        "back would change every layer's graphdef, so the user gets flax's AttributeError",
+    ),
+    _P(
+        "sequential-empty",
+        "layers",
+        "nnx.Sequential()(x) returning None",
+        "nnx.Sequential()(x) returns x (the identity)",
+        "0.11.1",
+        note="the call succeeds, so the installed flax's identity stands",
+        same_call=True,
+    ),
+    _P(
         "dropout-missing-stream",
         "layers",
         "nnx.Dropout(rate, rngs=nnx.Rngs(params=0)): no 'dropout' stream, rngs given at call",
@@ -576,6 +693,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.11.0",
         ("Dropout", "MultiHeadAttention"),
         "flax 0.11 fails at construction, naming the layer, instead of at call",
+        static="run time only: the streams of an Rngs are values",
     ),
     # ---------------------------------------------------------------- transforms
     _P(
@@ -586,6 +704,27 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.9.0",
         ("vmap",),
         "the unsplit Rngs arguments that vmap maps on axis 0 are split for the call",
+        static="run time only: whether an argument is an unsplit Rngs is a value",
+    ),
+    _P(
+        "transforms-bound-methods",
+        "transforms",
+        "nnx.jit(model.method) / nnx.grad(model.loss) / nnx.vmap(model.__call__) (a bound method)",
+        "nnx.jit(type(model).method)(model, ...), or the decorator on the method",
+        "0.12.1",
+        non_goal="each transform would need its argument specification shifted (argnums, "
+        "in_axes, static_argnums, shardings) for the module passed first; flax's ValueError "
+        "names the unbound form",
+    ),
+    _P(
+        "fori-loop-error-type",
+        "transforms",
+        "except ValueError around nnx.fori_loop for a body that returns None",
+        "return the carry from the body",
+        "0.12.3",
+        note="flax 0.12 raises AttributeError there instead; error types are flax's",
+        same_call=True,
+        static="run time only: it is the type of an exception flax raises",
     ),
     _P(
         "jit-abstracted-axes",

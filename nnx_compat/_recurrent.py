@@ -129,7 +129,9 @@ class _Cell:
             self.rngs = kept
         _remember(self, rngs)
 
-    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> Any:
+    def initialize_carry(
+        self, input_shape: tuple[int, ...], rngs: Any = None, **kwargs: Any
+    ) -> Any:
         """The initial carry, drawn from ``rngs`` (an ``Rngs``: its carry stream) or from the
         stream the cell keeps; with neither, flax 0.10's draw from the ``Rngs`` the cell was
         built with (a warning), else flax 0.11's ValueError."""
@@ -137,14 +139,14 @@ class _Cell:
             rngs = rngs.stream
         if rngs is None and self.__dict__.get("rngs") is None:
             rngs = _legacy_carry_rngs(self)
-        if _FORKS:
-            return super().initialize_carry(input_shape, rngs)  # type: ignore[misc]
+        if _FORKS:  # flax 0.12 also takes carry_init=
+            return super().initialize_carry(input_shape, rngs, **kwargs)  # type: ignore[misc]
         stream = _carry_stream(rngs)
         if stream is None:
             stream = self.__dict__.get("rngs")
         if stream is None:
             raise ValueError(_NO_CARRY_RNGS)
-        return super().initialize_carry(input_shape, _Carry(stream))  # type: ignore[misc]
+        return super().initialize_carry(input_shape, _Carry(stream), **kwargs)  # type: ignore[misc]
 
 
 def _cell(name: str) -> Any:

@@ -16,6 +16,10 @@ warning or an error that the installed flax does not give.* On each generation:
   build and copy Variables, with a ``variable-state`` warning.
 * flax 0.11+: the mutation check of a Variable first tells :func:`on_first_mutation`'s
   watchers (the copies that ``nnx.merge`` makes of a captured state, see ``_state``).
+* flax 0.12.1: ``hash(variable)`` (sets, dict keys) is the identity hash again, with a
+  ``variable-hash`` warning (``==`` keeps flax 0.12's value comparison), and ``variable.foo = x``
+  for a name that is not an attribute sets metadata, with a ``variable-metadata-attribute``
+  warning, where flax raises.
 * flax 0.12: ``.value`` warns once per call site, at the user's line, as ``variable-value``
   (flax warns on every access); ``variable += x`` and the other in-place operators work again
   as ``variable[...] += x`` with a ``variable-inplace-op`` warning (flax raises); ``sharding=``/
@@ -213,6 +217,31 @@ def _to_variable(self: Any) -> Any:
     return self.to_state()
 
 
+def _identity_hash(self: Any) -> int:
+    """flax 0.10's hash of a Variable, its identity: Variables as dict keys and set members."""
+    _warnings.warn_legacy("variable-hash", detail=type(self).__name__)
+    return object.__hash__(self)
+
+
+def _metadata_setattr(original: Callable[..., None]) -> Callable[..., None]:
+    """Wraps ``Variable.__setattr__`` (flax 0.12): where flax refuses ``variable.foo = x`` for a
+    name that is not an attribute (flax 0.12.1), it is set as metadata, as flax 0.10 did."""
+
+    @functools.wraps(original)
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        try:
+            original(self, name, value)
+        except AttributeError as error:
+            if not str(error).startswith("Cannot set attribute") or name.startswith("_"):
+                raise
+            _warnings.warn_legacy(
+                "variable-metadata-attribute", detail=f"variable.set_metadata({name}=...)"
+            )
+            self.set_metadata(name, value)
+
+    return __setattr__
+
+
 # --------------------------------------------------------------------------- patch
 
 
@@ -220,6 +249,10 @@ def _replacements() -> dict[str, Any]:
     out: dict[str, Any] = {"__init__": _wrap_init(vars(Variable)["__init__"])}
     if _versions.feature("VARIABLE_UPDATE_CHECK"):  # flax 0.12.0
         out["_check_can_update"] = _watching(vars(Variable)["_check_can_update"])
+        # flax 0.12.1 refuses metadata set as an attribute; the wrapper acts only on that error
+        out["__setattr__"] = _metadata_setattr(vars(Variable)["__setattr__"])
+    if _versions.feature("VARIABLE_UNHASHABLE"):  # flax 0.12.1: __eq__ compares values
+        out["__hash__"] = _identity_hash
     elif _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.11
         for name in ("__setattr__", "__setitem__"):
             out[name] = _watching(vars(Variable)[name])

@@ -451,6 +451,12 @@ def jit_abstracted_axes(nnx: Any) -> bool:
 
 
 @_probe
+def variable_unhashable(nnx: Any) -> bool:
+    """``Variable`` compares by value and is unhashable (flax 0.12.1)."""
+    return vars(nnx.Variable).get("__hash__", object.__hash__) is None
+
+
+@_probe
 def pmap_global_arg_shapes(nnx: Any) -> bool:
     """``nnx.pmap`` takes ``global_arg_shapes=`` (removed in flax 0.12.6)."""
     return "global_arg_shapes" in inspect.signature(nnx.pmap).parameters

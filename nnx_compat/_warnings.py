@@ -53,7 +53,20 @@ class NNXCompatDeprecationWarning(DeprecationWarning):
 
     The message names the legacy call, its replacement and the flax release that changed it;
     the warning's filename and lineno are the user's line.
+
+    Attributes:
+        pattern: The record of the pattern table this warning is about (None only for a
+            warning built by hand).
     """
+
+    pattern: _patterns.Pattern | None = None
+
+
+def _warning(category: type[NNXCompatDeprecationWarning], text: str, pattern: Any) -> Any:
+    """A warning of ``category`` carrying its pattern record (``warning.pattern``)."""
+    warning = category(text)
+    warning.pattern = pattern
+    return warning
 
 
 class OptimizerDeprecationWarning(NNXCompatDeprecationWarning):
@@ -355,15 +368,15 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
     message = pattern.message() + (f" ({detail})" if detail else "")
     category = category_for(pattern)
     if policy == "error":
-        raise category(f"{filename}:{lineno}: {message}")
+        raise _warning(category, f"{filename}:{lineno}: {message}", pattern)
     module = module_globals.get("__name__", "<unknown>")
     if _hidden_by_python_default(category, message, module, lineno):
         # Python hides DeprecationWarning outside __main__ unless told otherwise; a legacy
         # pattern in a user's library module would go unseen. Show it, as "default" would.
-        warnings.showwarning(category(message), category, filename, lineno)
+        warnings.showwarning(_warning(category, message, pattern), category, filename, lineno)
         return
     warnings.warn_explicit(
-        message,
+        _warning(category, message, pattern),
         category,
         filename,
         lineno,

@@ -111,3 +111,19 @@ def test_every_legacy_entry_is_accounted_for() -> None:
     assert len(entries) > 150
     assert [e for e in entries if api_diff.resolution(e) == "[unresolved]"] == []
     assert api_diff.unused_patterns(entries) == []
+
+
+def test_the_behaviour_audit_names_records_of_the_table() -> None:
+    """Each A/B finding of ``tools/api/BEHAVIOUR.md`` is a record (and has its test)."""
+    import re
+
+    from nnx_compat import _patterns
+
+    text = (api_diff.SNAPSHOTS / "BEHAVIOUR.md").read_text()
+    headings = re.findall(r"^### \d+\. (.*)$", text, flags=re.M)
+    assert len(headings) >= 10
+    for heading in headings:
+        ids = re.findall(r"`([a-z0-9-]+)` \(", heading)
+        assert ids, heading
+        for pattern_id in ids:
+            _patterns.get(pattern_id)  # raises for an unknown id

@@ -158,3 +158,19 @@ def test_the_shims_answer_isinstance_as_flaxs_classes() -> None:
         assert issubclass(getattr(upstream, name), getattr(nnx, name)), name
     native = upstream.LSTMCell(3, 4, rngs=upstream.Rngs(0))
     assert isinstance(native, nnx.LSTMCell)
+
+
+def test_initialize_carry_passes_the_installed_flaxs_keywords() -> None:
+    """flax 0.12 takes ``carry_init=`` at ``initialize_carry``; the shim passes it on."""
+    import inspect
+
+    native = inspect.signature(upstream.LSTMCell.initialize_carry).parameters
+    if "carry_init" not in native:
+        pytest.skip("the installed flax's initialize_carry takes no carry_init")
+    cell = nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+    ours = cell.initialize_carry((2, 3), nnx.Rngs(carry=1), carry_init=INIT)
+    theirs = upstream.LSTMCell(3, 4, rngs=upstream.Rngs(0)).initialize_carry(
+        (2, 3), upstream.Rngs(carry=1), carry_init=INIT
+    )
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        assert_same_bits(a, b)

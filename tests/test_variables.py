@@ -236,7 +236,10 @@ def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
         expected |= {name for name in _variables._INPLACE if name in vars(upstream.Variable)}
     # the mutation check tells the watchers of nnx.merge's copies (flax 0.11+)
     if _versions.feature("VARIABLE_UPDATE_CHECK"):
-        expected.add("_check_can_update")
+        # and metadata set as an attribute, where flax 0.12.1 raises
+        expected |= {"_check_can_update", "__setattr__"}
+    if _versions.feature("VARIABLE_UNHASHABLE"):  # identity hashing (flax 0.12.1)
+        expected.add("__hash__")
     elif _versions.feature("STATE_SHARES_VARIABLES"):
         expected |= {"__setattr__", "__setitem__"}
     # flax 0.10's VariableState API (Param.state(value), state.to_variable()), flax 0.11+

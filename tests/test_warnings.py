@@ -377,3 +377,19 @@ def test_warnings_in_a_jupyter_kernel() -> None:
     assert reply["content"]["status"] == "ok", errors
     assert streams["stdout"].strip() == "ran (2,)"
     assert ":3: RngsDeprecationWarning: rngs.fork(splits=n)" in streams["stderr"], streams
+
+
+def test_every_warning_carries_its_record() -> None:
+    """``warning.pattern`` is the table's record: tools need not parse the message."""
+    from nnx_compat import _patterns
+
+    record = _patterns.get("rngs-fork-splits")
+    with pytest.warns(nnx_compat.RngsDeprecationWarning) as caught:
+        _warnings.warn_legacy("rngs-fork-splits")
+    assert caught[0].message.pattern is record  # type: ignore[union-attr]
+    with (
+        nnx_compat.warnings_policy("error"),
+        pytest.raises(nnx_compat.RngsDeprecationWarning) as raised,
+    ):
+        _warnings.warn_legacy("rngs-fork-splits")
+    assert raised.value.pattern is record
