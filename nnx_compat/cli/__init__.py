@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from nnx_compat.cli import doctor, fix_checkpoint, patterns
+from nnx_compat.cli import check, doctor, fix_checkpoint, patterns
 
 __all__ = ["main"]
 
@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="as JSON")
     patterns_cmd.set_defaults(func=patterns.command)
     fix_checkpoint.add_parser(sub)
+    check.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,168 @@
+"""What the checker knows about values: which names and ``self`` attributes hold what.
+
+A flow-insensitive, one-pass approximation, enough to tell ``optimizer.update(grads)`` on an
+``nnx.Optimizer`` from ``config.update(other)`` on a dict: a name assigned the result of
+``nnx.Optimizer(...)`` (in the same function, or at module level) holds an ``nnx.Optimizer``; an
+attribute ``self.x`` assigned ``nnx.Dropout(...)`` in a method of a class holds an
+``nnx.Dropout`` in every method of that class. Parameters annotated with an ``nnx`` type count
+too. Nothing else is guessed: an unknown receiver is never matched.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from typing import Final
+
+from nnx_compat.checker.names import Names
+
+__all__ = ["VARIABLE_TYPES", "Facts", "Scope"]
+
+#: ``nnx`` Variable types (a call to one builds a Variable).
+VARIABLE_TYPES: Final = frozenset(
+    {
+        "nnx.Variable",
+        "nnx.Param",
+        "nnx.BatchStat",
+        "nnx.Cache",
+        "nnx.Intermediate",
+        "nnx.LoRAParam",
+        "nnx.OptState",
+        "nnx.Perturbation",
+        "nnx.RngState",
+        "nnx.RngKey",
+        "nnx.RngCount",
+    }
+)
+
+
+class Scope:
+    """The class and function a node is in (for the facts' lookups)."""
+
+    __slots__ = ("cls", "function")
+
+    def __init__(self, cls: ast.ClassDef | None, function: ast.AST | None) -> None:
+        self.cls = cls
+        self.function = function
+
+
+def walk(tree: ast.AST) -> Iterator[tuple[ast.AST, Scope, list[ast.AST]]]:
+    """Every node with its scope and its ancestors (innermost last)."""
+
+    def visit(
+        node: ast.AST, cls: ast.ClassDef | None, function: ast.AST | None, parents: list[ast.AST]
+    ) -> Iterator[tuple[ast.AST, Scope, list[ast.AST]]]:
+        yield node, Scope(cls, function), parents
+        if isinstance(node, ast.ClassDef):
+            cls, function = node, None
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            function = node
+        inner = [*parents, node]
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, cls, function, inner)
+
+    yield from visit(tree, None, None, [])
+
+
+class Facts:
+    """The ``nnx`` type each name or ``self`` attribute was assigned (see the module doc)."""
+
+    def __init__(self, tree: ast.AST, names: Names) -> None:
+        self.names = names
+        self._names: dict[tuple[int, str], str] = {}  # (id(function or module), name) -> type
+        self._attributes: dict[tuple[int, str], str] = {}  # (id(class), attr) -> type
+        #: classes of the module that subclass an nnx Module (directly or through the module)
+        self.modules: set[str] = set()
+        #: (id(class), attr) -> the plain value first assigned to ``self.attr`` ("None", "[]",
+        #: "{}") and the node of that assignment
+        self.first_static: dict[tuple[int, str], str] = {}
+        self._module_id = id(tree)
+        for node, scope, _ in walk(tree):
+            if isinstance(node, ast.ClassDef):
+                self._note_class(node)
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                value = node.value
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    self._note(target, value, scope)
+            elif isinstance(node, ast.arg) and node.annotation is not None:
+                kind = names.resolve(node.annotation)
+                if kind:
+                    function = scope.function
+                    key = id(function) if function is not None else self._module_id
+                    self._names[(key, node.arg)] = kind
+
+    def _note_class(self, node: ast.ClassDef) -> None:
+        for base in node.bases:
+            kind = self.names.resolve(base)
+            if kind in ("nnx.Module", "nnx.Object", "nnx.Pytree") or (
+                isinstance(base, ast.Name) and base.id in self.modules
+            ):
+                self.modules.add(node.name)
+
+    def _note(self, target: ast.AST, value: ast.AST | None, scope: Scope) -> None:
+        kind = self.call_type(value)
+        if isinstance(target, ast.Name):
+            key = id(scope.function) if scope.function is not None else self._module_id
+            if kind:
+                self._names.setdefault((key, target.id), kind)
+        elif _is_self_attribute(target) and scope.cls is not None:
+            assert isinstance(target, ast.Attribute)
+            key = (id(scope.cls), target.attr)
+            if kind:
+                self._attributes.setdefault(key, kind)
+            elif key not in self.first_static:
+                plain = _plain(value)
+                if plain:
+                    self.first_static[key] = plain
+
+    def call_type(self, value: ast.AST | None) -> str | None:
+        """``"nnx.X"`` for ``nnx.X(...)`` (or a local Module class: ``"module"``)."""
+        if not isinstance(value, ast.Call):
+            return None
+        kind = self.names.resolve(value.func)
+        if kind:
+            return kind
+        if isinstance(value.func, ast.Name) and value.func.id in self.modules:
+            return "module"
+        return None
+
+    def type_of(self, node: ast.AST, scope: Scope) -> str | None:
+        """What ``node`` holds, when the module says so; None when unknown."""
+        if isinstance(node, ast.Call):
+            return self.call_type(node)
+        if isinstance(node, ast.Name):
+            for key in (id(scope.function), self._module_id):
+                if (key, node.id) in self._names:
+                    return self._names[(key, node.id)]
+            return None
+        if _is_self_attribute(node) and scope.cls is not None:
+            assert isinstance(node, ast.Attribute)
+            return self._attributes.get((id(scope.cls), node.attr))
+        return None
+
+
+def _is_self_attribute(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+
+
+def _plain(value: ast.AST | None) -> str | None:
+    if isinstance(value, ast.Constant) and value.value is None:
+        return "None"
+    if isinstance(value, ast.List) and not value.elts:
+        return "[]"
+    if isinstance(value, ast.Dict) and not value.keys:
+        return "{}"
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in ("list", "dict")
+        and not value.args
+        and not value.keywords
+    ):
+        return "[]" if value.func.id == "list" else "{}"
+    return None
