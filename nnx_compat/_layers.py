@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from nnx_compat import _classes, _rngs, _versions, _warnings
+from nnx_compat import _classes, _patterns, _rngs, _versions, _warnings
 
 __all__ = ["RNN", "Dropout", "MissingRngStreamError", "MultiHeadAttention"]
 
@@ -113,7 +113,7 @@ class _ForkedRngs:
 # flax 0.11+: the native attribute already is the forked stream; a read means what it says.
 _RNGS_MIXIN: Final[tuple[type, ...]] = () if _FORKS else (_ForkedRngs,)
 
-_DROPOUT_POSITIONAL: Final = ("broadcast_dims", "deterministic", "rng_collection", "rngs")
+_DROPOUT_POSITIONAL: Final = _patterns.POSITIONAL["dropout-positional"]
 
 
 class Dropout(*_RNGS_MIXIN, _nnx.Dropout, metaclass=_classes.meta_of(_nnx.Dropout)):  # type: ignore[misc,metaclass]
@@ -147,7 +147,7 @@ class Dropout(*_RNGS_MIXIN, _nnx.Dropout, metaclass=_classes.meta_of(_nnx.Dropou
 
 
 # flax 0.10's order; flax 0.12.6 inserted num_kv_heads before in_kv_features.
-_MHA_POSITIONAL: Final = ("qkv_features", "out_features", "in_kv_features")
+_MHA_POSITIONAL: Final = _patterns.POSITIONAL["mha-positional"]
 
 
 _MHA: Any = _nnx.MultiHeadAttention
@@ -191,7 +191,7 @@ class MultiHeadAttention(*_RNGS_MIXIN, _MHA, metaclass=_classes.meta_of(_MHA)): 
             return super().__call__(*args, rngs=_for_native(source, "dropout"), **kwargs)
 
 
-_RNN_POSITIONAL: Final = ("time_major", "return_carry", "reverse", "keep_order", "unroll", "rngs")
+_RNN_POSITIONAL: Final = _patterns.POSITIONAL["rnn-positional"]
 
 
 class RNN(_nnx.RNN, metaclass=_classes.meta_of(_nnx.RNN)):  # type: ignore[misc,metaclass]

@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "FAMILIES",
     "PATTERNS",
+    "POSITIONAL",
     "REMOVED",
     "SHIMS",
     "Pattern",
@@ -798,6 +799,17 @@ SHIMS: Final[Mapping[str, str]] = {
     "split_rngs": "nnx_compat._rngs:split_rngs",
     "state": "nnx_compat._state:state",
     "vmap": "nnx_compat._transforms:vmap",
+}
+
+
+#: The flax 0.10 positional parameters of the layers whose calls became keyword-only (after
+#: the arguments that stay positional: ``rate``, ``cell``, ``num_heads, in_features``), read by
+#: the layer shims and the codemod.
+POSITIONAL: Final[Mapping[str, tuple[str, ...]]] = {
+    "dropout-positional": ("broadcast_dims", "deterministic", "rng_collection", "rngs"),
+    "rnn-positional": ("time_major", "return_carry", "reverse", "keep_order", "unroll", "rngs"),
+    # flax 0.10's order; flax 0.12.6 inserted num_kv_heads before in_kv_features
+    "mha-positional": ("qkv_features", "out_features", "in_kv_features"),
 }
 
 

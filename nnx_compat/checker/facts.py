@@ -37,31 +37,41 @@ VARIABLE_TYPES: Final = frozenset(
 
 
 class Scope:
-    """The class and function a node is in (for the facts' lookups)."""
+    """The class and function a node is in, and the functions around that one (closures see
+    their names), for the facts' lookups."""
 
-    __slots__ = ("cls", "function")
+    __slots__ = ("cls", "enclosing", "function")
 
-    def __init__(self, cls: ast.ClassDef | None, function: ast.AST | None) -> None:
+    def __init__(
+        self,
+        cls: ast.ClassDef | None,
+        function: ast.AST | None,
+        enclosing: tuple[ast.AST, ...] = (),
+    ) -> None:
         self.cls = cls
         self.function = function
+        self.enclosing = enclosing  # outer functions, innermost first
 
 
 def walk(tree: ast.AST) -> Iterator[tuple[ast.AST, Scope, list[ast.AST]]]:
     """Every node with its scope and its ancestors (innermost last)."""
 
     def visit(
-        node: ast.AST, cls: ast.ClassDef | None, function: ast.AST | None, parents: list[ast.AST]
+        node: ast.AST,
+        cls: ast.ClassDef | None,
+        functions: tuple[ast.AST, ...],
+        parents: list[ast.AST],
     ) -> Iterator[tuple[ast.AST, Scope, list[ast.AST]]]:
-        yield node, Scope(cls, function), parents
+        yield node, Scope(cls, functions[0] if functions else None, functions[1:]), parents
         if isinstance(node, ast.ClassDef):
-            cls, function = node, None
+            cls, functions = node, ()  # a class body does not see its functions' names
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            function = node
+            functions = (node, *functions)
         inner = [*parents, node]
         for child in ast.iter_child_nodes(node):
-            yield from visit(child, cls, function, inner)
+            yield from visit(child, cls, functions, inner)
 
-    yield from visit(tree, None, None, [])
+    yield from visit(tree, None, (), [])
 
 
 class Facts:
@@ -71,8 +81,11 @@ class Facts:
         self.names = names
         self._names: dict[tuple[int, str], str] = {}  # (id(function or module), name) -> type
         self._attributes: dict[tuple[int, str], str] = {}  # (id(class), attr) -> type
+        #: the same keys -> the call that built the value (a rewrite reads its arguments)
+        self._origins: dict[tuple[str, int, str], ast.Call] = {}
         #: classes of the module that subclass an nnx Module (directly or through the module)
         self.modules: set[str] = set()
+        self._classes: dict[str, ast.ClassDef] = {}
         #: (id(class), attr) -> the plain value first assigned to ``self.attr`` ("None", "[]",
         #: "{}") and the node of that assignment
         self.first_static: dict[tuple[int, str], str] = {}
@@ -99,6 +112,7 @@ class Facts:
                 isinstance(base, ast.Name) and base.id in self.modules
             ):
                 self.modules.add(node.name)
+                self._classes[node.name] = node
 
     def _note(self, target: ast.AST, value: ast.AST | None, scope: Scope) -> None:
         kind = self.call_type(value)
@@ -106,15 +120,19 @@ class Facts:
             key = id(scope.function) if scope.function is not None else self._module_id
             if kind:
                 self._names.setdefault((key, target.id), kind)
+                assert isinstance(value, ast.Call)
+                self._origins.setdefault(("name", key, target.id), value)
         elif _is_self_attribute(target) and scope.cls is not None:
             assert isinstance(target, ast.Attribute)
-            key = (id(scope.cls), target.attr)
+            where = (id(scope.cls), target.attr)
             if kind:
-                self._attributes.setdefault(key, kind)
-            elif key not in self.first_static:
+                self._attributes.setdefault(where, kind)
+                assert isinstance(value, ast.Call)
+                self._origins.setdefault(("attribute", *where), value)
+            elif where not in self.first_static:
                 plain = _plain(value)
                 if plain:
-                    self.first_static[key] = plain
+                    self.first_static[where] = plain
 
     def call_type(self, value: ast.AST | None) -> str | None:
         """``"nnx.X"`` for ``nnx.X(...)`` (or a local Module class: ``"module"``)."""
@@ -132,14 +150,39 @@ class Facts:
         if isinstance(node, ast.Call):
             return self.call_type(node)
         if isinstance(node, ast.Name):
-            for key in (id(scope.function), self._module_id):
+            for key in _chain(scope, self._module_id):
                 if (key, node.id) in self._names:
                     return self._names[(key, node.id)]
             return None
         if _is_self_attribute(node) and scope.cls is not None:
             assert isinstance(node, ast.Attribute)
             return self._attributes.get((id(scope.cls), node.attr))
+        if isinstance(node, ast.Attribute) and self.type_of(node.value, scope) == "module":
+            # model.calls, where model = MLP(...) and MLP is a Module class of this file
+            origin = self.origin(node.value, scope)
+            if origin is not None and isinstance(origin.func, ast.Name):
+                cls = self._classes.get(origin.func.id)
+                if cls is not None:
+                    return self._attributes.get((id(cls), node.attr))
         return None
+
+    def origin(self, node: ast.AST, scope: Scope) -> ast.Call | None:
+        """The call that built what ``node`` holds (as :meth:`type_of` finds it), if known."""
+        if isinstance(node, ast.Name):
+            for key in _chain(scope, self._module_id):
+                if ("name", key, node.id) in self._origins:
+                    return self._origins[("name", key, node.id)]
+            return None
+        if _is_self_attribute(node) and scope.cls is not None:
+            assert isinstance(node, ast.Attribute)
+            return self._origins.get(("attribute", id(scope.cls), node.attr))
+        return None
+
+
+def _chain(scope: Scope, module_id: int) -> list[int]:
+    """The keys of the scopes a name is looked up in: the function, the enclosing ones, the
+    module."""
+    return [id(scope.function), *(id(f) for f in scope.enclosing), module_id]
 
 
 def _is_self_attribute(node: ast.AST) -> bool:

@@ -231,7 +231,7 @@ def _mutable_arrays(node: ast.AST, ctx: Context) -> bool:
 def _dataclasses(node: ast.AST, ctx: Context) -> bool:
     # nnx.dataclass, nnx.static and nnx.Static exist again in flax 0.12 with another meaning:
     # only a 0.11 target (which has none of them) reports those
-    names = ("nnx.field", "nnx.dataclasses")
+    names: tuple[str, ...] = ("nnx.field", "nnx.dataclasses")
     if ctx.target == "0.11":
         names += ("nnx.dataclass", "nnx.static", "nnx.Static", "nnx.graph.Static")
     return ctx.resolve(node) in names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from nnx_compat.cli import check, doctor, fix_checkpoint, patterns
+from nnx_compat.cli import check, doctor, fix_checkpoint, migrate, patterns
 
 __all__ = ["main"]
 
@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     patterns_cmd.set_defaults(func=patterns.command)
     fix_checkpoint.add_parser(sub)
     check.add_parser(sub)
+    migrate.add_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ import argparse
 import concurrent.futures
 import fnmatch
 import json
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -119,7 +120,11 @@ def _check_all(
     if jobs <= 1 or len(files) < _PARALLEL_FROM:
         return [f for path in files for f in check_file(path, target, select, ignore, native)]
     n = len(files)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+    # a fresh interpreter per worker, never a fork: the caller may have started threads
+    # (JAX does), and a forked copy of them can deadlock
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         chunks = pool.map(
             check_file,
             files,

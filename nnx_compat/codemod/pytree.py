@@ -1,0 +1,81 @@
+"""Rewrites of the pytree patterns (flax 0.12.0's object model)."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from nnx_compat.checker.rules import Context, _self_assignment
+from nnx_compat.codemod import Manual, Plan, rewrite
+from nnx_compat.codemod._edit import nnx_prefix
+
+
+@rewrite("isinstance-object")
+def _isinstance_object(node: ast.AST, ctx: Context, target: str) -> Plan:
+    def apply(cst: Any, call: Any) -> Any:
+        def fix(expr: Any) -> Any:
+            if isinstance(expr, cst.Attribute) and expr.attr.value == "Object":
+                return expr.with_changes(attr=cst.Name("Pytree"))
+            if isinstance(expr, cst.Name) and expr.value == "Object":
+                return expr.with_changes(value="Pytree")
+            return expr
+
+        classes = call.args[1].value
+        if isinstance(classes, cst.Tuple):
+            fixed = classes.with_changes(
+                elements=[e.with_changes(value=fix(e.value)) for e in classes.elements]
+            )
+        else:
+            fixed = fix(classes)
+        return call.with_changes(args=[call.args[0], call.args[1].with_changes(value=fixed)])
+
+    return Plan("isinstance-object", apply)
+
+
+def _wrap(container: str) -> Any:
+    def plan(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
+        pattern = "list-attribute" if container == "List" else "dict-attribute"
+        assigned = _self_assignment(node)
+        assert assigned is not None
+        prefix = nnx_prefix(ast.Name("nnx"), ctx)
+        if prefix is None:
+            line, column = getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
+            return Manual(line, column, pattern, f"wrap it in nnx.{container}")
+
+        def apply(cst: Any, assign: Any, wrapper: str) -> Any:
+            value = assign.value
+            if isinstance(value, cst.Tuple):
+                value = cst.List(elements=value.elements)
+            call = cst.Call(func=cst.parse_expression(wrapper), args=[cst.Arg(value=value)])
+            return assign.with_changes(value=call)
+
+        return Plan(pattern, apply, {"wrapper": f"{prefix}.{container}"})
+
+    return plan
+
+
+rewrite("list-attribute")(_wrap("List"))
+rewrite("dict-attribute")(_wrap("Dict"))
+
+
+@rewrite("static-attribute-data")
+def _static_then_data(node: ast.AST, ctx: Context, target: str) -> Manual:
+    assigned = _self_assignment(node)
+    assert assigned is not None
+    name = assigned[0].attr
+    return Manual(
+        getattr(node, "lineno", 1),
+        getattr(node, "col_offset", 0) + 1,
+        "static-attribute-data",
+        f"write self.{name} = nnx.data(None) where it is first set to None",
+    )
+
+
+@rewrite("container-filled-after-init")
+def _filled_later(node: ast.AST, ctx: Context, target: str) -> Manual:
+    return Manual(
+        getattr(node, "lineno", 1),
+        getattr(node, "col_offset", 0) + 1,
+        "container-filled-after-init",
+        "create the container as nnx.List() / nnx.Dict() where it is first assigned",
+    )

@@ -1,0 +1,44 @@
+"""Rewrites of the sharding patterns."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from nnx_compat.checker.rules import Context
+from nnx_compat.codemod import Manual, Plan, rewrite
+from nnx_compat.codemod._edit import rename_keyword
+
+#: The metadata key of each target: flax 0.11 stores sharding_names, 0.12.4 out_sharding.
+_KEY = {"0.11": "sharding_names", "0.12": "out_sharding"}
+
+
+@rewrite("sharding-metadata-key")
+def _sharding_key(node: ast.AST, ctx: Context, target: str) -> Plan:
+    def apply(cst: Any, call: Any, key: str) -> Any:
+        for old in ("sharding", "sharding_names"):
+            call = rename_keyword(cst, call, old=old, new=key)
+        return call
+
+    return Plan("sharding-metadata-key", apply, {"key": _KEY[target]})
+
+
+@rewrite("linen-bridge-sharding-metadata")
+def _bridge_key(node: ast.AST, ctx: Context, target: str) -> Plan:
+    def apply(cst: Any, subscript: Any, key: str) -> Any:
+        element = subscript.slice[0]
+        quote = element.slice.value.value[0]  # keep the file's quotes
+        index = element.slice.with_changes(value=cst.SimpleString(f"{quote}{key}{quote}"))
+        return subscript.with_changes(slice=[element.with_changes(slice=index)])
+
+    return Plan("linen-bridge-sharding-metadata", apply, {"key": _KEY[target]})
+
+
+@rewrite("with-sharding-constraint")
+def _constraint(node: ast.AST, ctx: Context, target: str) -> Manual:
+    return Manual(
+        getattr(node, "lineno", 1),
+        getattr(node, "col_offset", 0) + 1,
+        "with-sharding-constraint",
+        "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))",
+    )

@@ -1,0 +1,186 @@
+"""The codemod's rules: for each pattern id, a no-op case first (the new form stays as it
+is), then the legacy case rewritten, then a second run that changes nothing."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from nnx_compat import _patterns
+from nnx_compat.codemod import REWRITES, _load_rules, migrate_source
+from tests.checker.test_rules import CASES, HEAD
+
+_load_rules()
+
+#: pattern id -> the legacy case of tests/checker/test_rules.py, rewritten (reviewed by hand)
+AFTER: dict[str, str] = {
+    "dict-attribute": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.blocks = nnx.Dict({'a': nnx.Linear(2, 2, rngs=rngs)})\n"
+    ),
+    "dropout-positional": "d = nnx.Dropout(0.5, broadcast_dims=(0,), rngs=rngs)",
+    "isinstance-object": "ok = isinstance(x, nnx.Pytree)",
+    "jit-abstracted-axes": "f = nnx.jit(g)",
+    "linen-bridge-sharding-metadata": "names = variables['params']['w'].metadata['out_sharding']",
+    "list-attribute": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.layers = nnx.List([nnx.Linear(2, 2, rngs=rngs) for _ in r"
+        "ange(3)])\n"
+    ),
+    "mha-positional": (
+        "a = nnx.MultiHeadAttention(8, 64, qkv_features=64, out_features=64, rngs=rngs)"
+    ),
+    "optimizer-model-attribute": ("opt = nnx.Optimizer(model, tx, wrt=nnx.Param)\nm = model"),
+    "optimizer-update-grads": (
+        "opt = nnx.Optimizer(model, tx, wrt=nnx.Param)\nopt.update(model, grads)"
+    ),
+    "optimizer-wrt-default": "opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)",
+    "optimizer-wrt-positional": "opt = nnx.Optimizer(model, tx, wrt=nnx.Param)",
+    "pmap-global-arg-shapes": "f = nnx.pmap(g)",
+    "recurrent-layers-fork-rngs": (
+        "cell = nnx.LSTMCell(2, 3, rngs=rngs)\nc = cell.initialize_carry((1, 2))\nr = nnx.RNN(cell)"
+    ),
+    "rngs-fork-split": "r = rngs.split(4)",
+    "rngs-fork-splits": "r = rngs.split(4)",
+    "rngstream-positional-tag": "s = nnx.RngStream(key, tag='params')",
+    "rnn-positional": "r = nnx.RNN(cell, time_major=True)",
+    "shard-map-check-rep": (
+        "f = nnx.shard_map(g, mesh=mesh, in_specs=s, out_specs=s, check_vma=False)"
+    ),
+    "sharding-metadata-key": "w = nnx.Param(x, out_sharding=('a', 'b'))",
+    "split-rngs-over-scan": (
+        "\n"
+        "class Stack(nnx.Module):\n"
+        "    def __call__(self, x):\n"
+        "        @nnx.scan\n"
+        "        def step(x, layer):\n"
+        "            return layer(x), None\n"
+        "        return step(x, self.layers)\n"
+    ),
+    "variable-inplace-op": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self):\n"
+        "        self.count = nnx.Variable(jnp.zeros(()))\n"
+        "    def __call__(self):\n"
+        "        self.count[...] += 1\n"
+    ),
+    "variable-state": "s = nnx.Param(x)",
+    "variable-value": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self):\n"
+        "        self.count = nnx.BatchStat(jnp.zeros(()))\n"
+        "    def __call__(self):\n"
+        "        return self.count[...]\n"
+    ),
+}
+
+#: pattern id -> the manual item left where the source alone does not tell the rewrite
+MANUAL: dict[str, str] = {
+    "container-filled-after-init": (
+        "create the container as nnx.List() / nnx.Dict() where it is first assigned"
+    ),
+    "flax-internals": "use the public nnx API (nnx.split, nnx.graphdef, ...)",
+    "layer-init-attributes": "keep the initializer you pass to the layer",
+    "static-attribute-data": "write self.head = nnx.data(None) where it is first set to None",
+    "transforms-bound-methods": (
+        "transform the unbound method and pass the module: nnx.jit(Cls.method)(model, ...)"
+    ),
+    "with-sharding-constraint": (
+        "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))"
+    ),
+}
+
+
+def _migrate(body: str, target: str = "0.12") -> tuple[str, dict[str, int], list[str]]:
+    result = migrate_source(HEAD + textwrap.dedent(body), target)
+    assert result.code.startswith(HEAD)
+    return result.code[len(HEAD) :], dict(result.rewrites), [m.pattern for m in result.manual]
+
+
+def test_every_rewrite_has_its_expected_outcome() -> None:
+    assert set(AFTER) | set(MANUAL) == set(REWRITES)
+    assert not set(AFTER) & set(MANUAL)
+
+
+@pytest.mark.parametrize("pattern_id", sorted(REWRITES))
+def test_the_new_form_is_left_as_it_is(pattern_id: str) -> None:
+    _, new = CASES[pattern_id]
+    code, rewrites, manual = _migrate(new)
+    assert (code, rewrites, manual) == (textwrap.dedent(new), {}, [])
+
+
+@pytest.mark.parametrize("pattern_id", sorted(AFTER))
+def test_the_legacy_form_is_rewritten_and_a_second_run_changes_nothing(pattern_id: str) -> None:
+    legacy, _ = CASES[pattern_id]
+    code, rewrites, _ = _migrate(legacy)
+    assert code == AFTER[pattern_id]
+    assert rewrites == {pattern_id: 1}
+    again, more, _ = _migrate(code)
+    assert (again, more) == (code, {})
+
+
+@pytest.mark.parametrize("pattern_id", sorted(MANUAL))
+def test_what_needs_more_than_the_source_is_a_manual_item(pattern_id: str) -> None:
+    legacy, _ = CASES[pattern_id]
+    result = migrate_source(HEAD + textwrap.dedent(legacy))
+    assert result.code == HEAD + textwrap.dedent(legacy)
+    assert [m.todo for m in result.manual if m.pattern == pattern_id] == [MANUAL[pattern_id]]
+
+
+def test_target_011_spells_the_011_api() -> None:
+    assert _migrate("r = rngs.fork(splits=4)", "0.11")[0] == "r = rngs.fork(split=4)"
+    assert _migrate("r = rngs.fork(split=4)", "0.11")[1] == {}  # flax 0.11's own form
+    value = "class M(nnx.Module):\n    def __init__(self):\n        self.c = nnx.BatchStat(1)\n"
+    value += "    def f(self):\n        return self.c.value\n"
+    assert _migrate(value, "0.11")[1] == {}  # .value is the 0.11 API
+
+
+def test_comments_and_formatting_are_kept() -> None:
+    code, _, _ = _migrate(
+        "opt = nnx.Optimizer(  # the optimizer\n    model,\n    optax.adam(1e-3),  # lr\n)\n"
+    )
+    assert "# the optimizer" in code and "# lr" in code and "wrt=nnx.Param" in code
+    assert _migrate(code)[0] == code
+
+
+def test_aliases_are_kept() -> None:
+    result = migrate_source("from flax import nnx as nn\nopt = nn.Optimizer(m, tx)\n")
+    assert result.code == "from flax import nnx as nn\nopt = nn.Optimizer(m, tx, wrt=nn.Param)\n"
+
+
+def test_the_optimizer_update_without_a_known_model_is_manual() -> None:
+    code = "def step(optimizer: nnx.Optimizer, grads):\n    optimizer.update(grads)\n"
+    out, rewrites, manual = _migrate(code)
+    assert (out, rewrites, manual) == (code, {}, ["optimizer-update-grads"])
+
+
+def test_suppressed_lines_are_not_rewritten() -> None:
+    code = "d = nnx.Dropout(0.5, (0,))  # nnx-compat: ignore\n"
+    assert _migrate(code) == (code, {}, [])
+
+
+def test_every_family_has_its_rule_module() -> None:
+    from nnx_compat.codemod import FAMILIES
+
+    families = {_patterns.get(i).family for i in REWRITES}
+    assert families <= set(FAMILIES) | {"checkpoint"}
+
+
+def test_an_optimizer_argument_is_updated_with_the_model_argument_of_its_name() -> None:
+    """The guide's ``train_step(model, optimizer, ...)``: the function takes the model under the
+    name the optimizer was built from; a function that does not is left to the user."""
+    built = "optimizer = nnx.Optimizer(model, tx)\n"
+    takes_both = built + "def step(model, optimizer, grads):\n    optimizer.update(grads)\n"
+    code, rewrites, _ = _migrate(takes_both)
+    assert "    optimizer.update(model, grads)\n" in code
+    assert rewrites["optimizer-update-grads"] == 1
+    only_optimizer = built + "def step(optimizer, grads):\n    optimizer.update(grads)\n"
+    code, rewrites, manual = _migrate(only_optimizer)
+    assert "    optimizer.update(grads)\n" in code and "optimizer-update-grads" in manual
