@@ -32,6 +32,7 @@ VARIABLE_TYPES: Final = frozenset(
         "nnx.RngState",
         "nnx.RngKey",
         "nnx.RngCount",
+        "nnx.VariableState",  # flax 0.10's state leaf, a Variable since 0.11
     }
 )
 
@@ -89,6 +90,8 @@ class Facts:
         #: (id(class), attr) -> the plain value first assigned to ``self.attr`` ("None", "[]",
         #: "{}") and the node of that assignment
         self.first_static: dict[tuple[int, str], str] = {}
+        #: the same keys -> that first assignment (a rewrite changes it)
+        self.first_static_at: dict[tuple[int, str], ast.AST] = {}
         self._module_id = id(tree)
         for node, scope, _ in walk(tree):
             if isinstance(node, ast.ClassDef):
@@ -97,7 +100,7 @@ class Facts:
                 value = node.value
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for target in targets:
-                    self._note(target, value, scope)
+                    self._note(target, value, scope, node)
             elif isinstance(node, ast.arg) and node.annotation is not None:
                 kind = names.resolve(node.annotation)
                 if kind:
@@ -114,7 +117,9 @@ class Facts:
                 self.modules.add(node.name)
                 self._classes[node.name] = node
 
-    def _note(self, target: ast.AST, value: ast.AST | None, scope: Scope) -> None:
+    def _note(
+        self, target: ast.AST, value: ast.AST | None, scope: Scope, statement: ast.AST
+    ) -> None:
         kind = self.call_type(value)
         if isinstance(target, ast.Name):
             key = id(scope.function) if scope.function is not None else self._module_id
@@ -133,6 +138,7 @@ class Facts:
                 plain = _plain(value)
                 if plain:
                     self.first_static[where] = plain
+                    self.first_static_at[where] = statement
 
     def call_type(self, value: ast.AST | None) -> str | None:
         """``"nnx.X"`` for ``nnx.X(...)`` (or a local Module class: ``"module"``)."""

@@ -17,16 +17,13 @@ import collections
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from nnx_compat import _patterns
 from nnx_compat.checker import _suppressed, applies
 from nnx_compat.checker.facts import Facts, walk
 from nnx_compat.checker.names import Names
 from nnx_compat.checker.rules import RULES, Context
-
-if TYPE_CHECKING:
-    import libcst as cst
 
 __all__ = [
     "FAMILIES",
@@ -176,7 +173,9 @@ def _plans(
             spec = REWRITES.get(rule.pattern)
             outcome = spec.plan(node, context, target) if spec else None
             if isinstance(outcome, Plan):
-                plans[_key(outcome.at or node)].append(outcome)
+                key = _key(outcome.at or node)
+                if outcome.at is None or outcome.pattern not in {p.pattern for p in plans[key]}:
+                    plans[key].append(outcome)  # one rewrite of a shared first assignment
             else:
                 record = _patterns.get(rule.pattern)
                 todo = outcome.todo if isinstance(outcome, Manual) else f"use {record.new}"
@@ -261,12 +260,3 @@ def _transformer(cst: Any) -> type:
             return out
 
     return Apply
-
-
-def code_of(node: ast.AST) -> str:
-    """Source text of an ast expression (for the rewrites that copy one)."""
-    return ast.unparse(node)
-
-
-def parse_expression(cst: Any, text: str) -> cst.BaseExpression:
-    return cst.parse_expression(text)

@@ -58,24 +58,57 @@ rewrite("list-attribute")(_wrap("List"))
 rewrite("dict-attribute")(_wrap("Dict"))
 
 
+def _first_assignment(node: ast.AST, ctx: Context, attribute: str) -> ast.AST | None:
+    if ctx.scope.cls is None:
+        return None
+    return ctx.facts.first_static_at.get((id(ctx.scope.cls), attribute))
+
+
+def _replace_value(wrapper: str) -> Any:
+    """``self.x = v`` -> ``self.x = <wrapper>(v)`` (``wrapper`` ends in ``(``: ``nnx.data(``)."""
+
+    def apply(cst: Any, assign: Any, prefix: str) -> Any:
+        value = assign.value
+        if wrapper == "data":
+            new = cst.Call(func=cst.parse_expression(f"{prefix}.data"), args=[cst.Arg(value=value)])
+        else:  # an empty [] / {} / list() / dict() becomes the container, empty
+            new = cst.Call(func=cst.parse_expression(f"{prefix}.{wrapper}"), args=[])
+        return assign.with_changes(value=new)
+
+    return apply
+
+
 @rewrite("static-attribute-data")
-def _static_then_data(node: ast.AST, ctx: Context, target: str) -> Manual:
+def _static_then_data(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assigned = _self_assignment(node)
     assert assigned is not None
     name = assigned[0].attr
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
-        "static-attribute-data",
-        f"write self.{name} = nnx.data(None) where it is first set to None",
-    )
+    first = _first_assignment(node, ctx, name)
+    prefix = nnx_prefix(ast.Name("nnx"), ctx)
+    if first is None or prefix is None:
+        return Manual(
+            getattr(node, "lineno", 1),
+            getattr(node, "col_offset", 0) + 1,
+            "static-attribute-data",
+            f"write self.{name} = nnx.data(None) where it is first set to None",
+        )
+    return Plan("static-attribute-data", _replace_value("data"), {"prefix": prefix}, at=first)
 
 
 @rewrite("container-filled-after-init")
-def _filled_later(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
-        "container-filled-after-init",
-        "create the container as nnx.List() / nnx.Dict() where it is first assigned",
-    )
+def _filled_later(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
+    from nnx_compat.checker.rules import _filled_container
+
+    container = _filled_container(node, ctx)
+    first = _first_assignment(node, ctx, container.attr) if container is not None else None
+    prefix = nnx_prefix(ast.Name("nnx"), ctx)
+    if container is None or first is None or prefix is None:
+        return Manual(
+            getattr(node, "lineno", 1),
+            getattr(node, "col_offset", 0) + 1,
+            "container-filled-after-init",
+            "create the container as nnx.List() / nnx.Dict() where it is first assigned",
+        )
+    plain = ctx.facts.first_static[(id(ctx.scope.cls), container.attr)]  # type: ignore[arg-type]
+    kind = "List" if plain == "[]" else "Dict"
+    return Plan("container-filled-after-init", _replace_value(kind), {"prefix": prefix}, at=first)

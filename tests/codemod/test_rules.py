@@ -15,6 +15,22 @@ _load_rules()
 
 #: pattern id -> the legacy case of tests/checker/test_rules.py, rewritten (reviewed by hand)
 AFTER: dict[str, str] = {
+    "container-filled-after-init": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self):\n"
+        "        self.items = nnx.Dict()\n"
+        "    def add(self, name, rngs):\n"
+        "        self.items[name] = nnx.Linear(2, 2, rngs=rngs)\n"
+    ),
+    "static-attribute-data": (
+        "\n"
+        "class M(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.head = nnx.data(None)\n"
+        "    def build(self, rngs):\n"
+        "        self.head = nnx.Linear(2, 2, rngs=rngs)\n"
+    ),
     "dict-attribute": (
         "\n"
         "class M(nnx.Module):\n"
@@ -83,12 +99,8 @@ AFTER: dict[str, str] = {
 
 #: pattern id -> the manual item left where the source alone does not tell the rewrite
 MANUAL: dict[str, str] = {
-    "container-filled-after-init": (
-        "create the container as nnx.List() / nnx.Dict() where it is first assigned"
-    ),
     "flax-internals": "use the public nnx API (nnx.split, nnx.graphdef, ...)",
     "layer-init-attributes": "keep the initializer you pass to the layer",
-    "static-attribute-data": "write self.head = nnx.data(None) where it is first set to None",
     "transforms-bound-methods": (
         "transform the unbound method and pass the module: nnx.jit(Cls.method)(model, ...)"
     ),
