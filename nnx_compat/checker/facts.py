@@ -37,6 +37,19 @@ VARIABLE_TYPES: Final = frozenset(
 )
 
 
+#: The Variables flax's layers hold, by attribute name: ``model.linear.kernel`` is a Param.
+LAYER_VARIABLES: Final = {
+    "kernel": "nnx.Param",
+    "bias": "nnx.Param",
+    "scale": "nnx.Param",
+    "embedding": "nnx.Param",
+    "mean": "nnx.BatchStat",
+    "var": "nnx.BatchStat",
+}
+#: Variables of other flax objects: ``optimizer.step`` is an OptState.
+_OBJECT_VARIABLES: Final = {("nnx.Optimizer", "step"): "nnx.OptState"}
+
+
 class Scope:
     """The class and function a node is in, and the functions around that one (closures see
     their names), for the facts' lookups."""
@@ -86,6 +99,8 @@ class Facts:
         self._origins: dict[tuple[str, int, str], ast.Call] = {}
         #: classes of the module that subclass an nnx Module (directly or through the module)
         self.modules: set[str] = set()
+        #: classes of the module that subclass an nnx Variable type
+        self.variables: set[str] = set()
         self._classes: dict[str, ast.ClassDef] = {}
         #: (id(class), attr) -> the plain value first assigned to ``self.attr`` ("None", "[]",
         #: "{}") and the node of that assignment
@@ -111,6 +126,9 @@ class Facts:
     def _note_class(self, node: ast.ClassDef) -> None:
         for base in node.bases:
             kind = self.names.resolve(base)
+            if kind in VARIABLE_TYPES or (isinstance(base, ast.Name) and base.id in self.variables):
+                self.variables.add(node.name)  # class Count(nnx.Variable)
+                return
             if kind in ("nnx.Module", "nnx.Object", "nnx.Pytree") or (
                 isinstance(base, ast.Name) and base.id in self.modules
             ):
@@ -149,6 +167,8 @@ class Facts:
             return kind
         if isinstance(value.func, ast.Name) and value.func.id in self.modules:
             return "module"
+        if isinstance(value.func, ast.Name) and value.func.id in self.variables:
+            return "nnx.Variable"
         return None
 
     def type_of(self, node: ast.AST, scope: Scope) -> str | None:
@@ -163,13 +183,21 @@ class Facts:
         if _is_self_attribute(node) and scope.cls is not None:
             assert isinstance(node, ast.Attribute)
             return self._attributes.get((id(scope.cls), node.attr))
-        if isinstance(node, ast.Attribute) and self.type_of(node.value, scope) == "module":
+        if not isinstance(node, ast.Attribute):
+            return None
+        owner = self.type_of(node.value, scope)
+        if owner == "module":
             # model.calls, where model = MLP(...) and MLP is a Module class of this file
             origin = self.origin(node.value, scope)
             if origin is not None and isinstance(origin.func, ast.Name):
                 cls = self._classes.get(origin.func.id)
                 if cls is not None:
                     return self._attributes.get((id(cls), node.attr))
+            return None
+        if owner is not None and (owner, node.attr) in _OBJECT_VARIABLES:
+            return _OBJECT_VARIABLES[(owner, node.attr)]
+        if owner is not None and _is_layer(owner) and node.attr in LAYER_VARIABLES:
+            return LAYER_VARIABLES[node.attr]  # model.linear.kernel
         return None
 
     def origin(self, node: ast.AST, scope: Scope) -> ast.Call | None:
@@ -183,6 +211,17 @@ class Facts:
             assert isinstance(node, ast.Attribute)
             return self._origins.get(("attribute", id(scope.cls), node.attr))
         return None
+
+
+def _is_layer(kind: str) -> bool:
+    """An ``nnx`` layer class (``nnx.Linear``, ``nnx.BatchNorm``, ...), by its name."""
+    last = kind.split(".")[-1]
+    return (
+        kind.startswith("nnx.")
+        and kind not in VARIABLE_TYPES
+        and last[:1].isupper()
+        and last not in ("Rngs", "RngStream", "Optimizer", "ModelAndOptimizer", "State")
+    )
 
 
 def _chain(scope: Scope, module_id: int) -> list[int]:

@@ -14,10 +14,11 @@ from typing import Final
 
 __all__ = ["Names"]
 
-#: Modules that are ``flax.nnx`` (or serve it).
-_NNX_MODULES: Final = frozenset({"flax.nnx", "nnx_compat.nnx"})
+#: Modules that are ``flax.nnx`` (or serve it: ``flax.experimental.nnx`` is the deprecated
+#: alias older NNX code imports, still present in flax 0.12).
+_NNX_MODULES: Final = frozenset({"flax.nnx", "nnx_compat.nnx", "flax.experimental.nnx"})
 #: Packages whose ``nnx`` attribute is ``flax.nnx``.
-_NNX_PARENTS: Final = frozenset({"flax", "nnx_compat"})
+_NNX_PARENTS: Final = frozenset({"flax", "nnx_compat", "flax.experimental"})
 
 
 class Names:
@@ -37,7 +38,9 @@ class Names:
                     if alias.name in _NNX_MODULES and alias.asname:
                         self.modules.add(alias.asname)
                     elif alias.name in _NNX_MODULES or alias.name in _NNX_PARENTS:
-                        self.parents.add(alias.name.split(".")[0])
+                        self.parents.add(
+                            alias.name.split(".")[0]
+                        )  # flax.nnx.X, flax.experimental...
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 module = node.module or ""
                 for alias in node.names:
@@ -47,7 +50,8 @@ class Names:
                     elif module in _NNX_MODULES:
                         self.members[bound] = f"nnx.{alias.name}"
                     elif module.startswith(tuple(f"{m}." for m in _NNX_MODULES)):
-                        sub = module.split(".", 2)[2]
+                        home = next(m for m in _NNX_MODULES if module.startswith(f"{m}."))
+                        sub = module[len(home) + 1 :]
                         self.members[bound] = f"nnx.{sub}.{alias.name}"
 
     @property
@@ -70,4 +74,6 @@ class Names:
             return ".".join([self.members[node.id], *parts])
         if node.id in self.parents and parts[:1] == ["nnx"]:
             return ".".join(parts)
+        if node.id in self.parents and parts[:2] == ["experimental", "nnx"]:
+            return ".".join(parts[1:])
         return None

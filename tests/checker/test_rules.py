@@ -334,3 +334,19 @@ def test_the_migration_guides_two_forms(example: str, expected: list[str]) -> No
         new = (GUIDE / f"{example}_011.py").read_text()
         assert sorted({f.pattern for f in check_source(legacy, target=target)}) == expected
         assert check_source(new, target=target) == []
+
+
+def test_the_010_nnx_basics_guide() -> None:
+    """NNX Basics as flax 0.10 wrote it (``from flax.experimental import nnx``, its code cells
+    verbatim): the 0.10 Optimizer and ``.value`` on Variables and user Variable subclasses."""
+    from nnx_compat.checker import check_notebook
+
+    text = (GUIDE / "nnx_basics_010.ipynb").read_text()
+    found = sorted(f.pattern for f in check_notebook(text, "nnx_basics.ipynb"))
+    assert found == sorted(
+        ["optimizer-update-grads", "optimizer-wrt-default"] + ["variable-value"] * 7
+    )
+    assert [f.pattern for f in check_notebook(text, "x", target="0.11")] == [
+        "optimizer-wrt-default",
+        "optimizer-update-grads",
+    ]
