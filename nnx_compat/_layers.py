@@ -59,9 +59,9 @@ def _fork(rngs: Any, stream: str, layer: str) -> Any:
     """The stream a flax 0.11 layer keeps: ``rngs[stream].fork()``."""
     if isinstance(rngs, _nnx.Rngs):
         _rngs.remember_parent(rngs)
-        return rngs[stream].fork()
+        return _rngs.fork_stream(rngs[stream])
     if isinstance(rngs, _nnx.RngStream):
-        return rngs.fork()
+        return _rngs.fork_stream(rngs)
     if rngs is None:
         return None
     raise TypeError(

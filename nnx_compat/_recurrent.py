@@ -55,7 +55,7 @@ def rnn_rngs(rngs: Any, layer: str) -> Any:
         return None
     if isinstance(rngs, _nnx.Rngs):
         _rngs.remember_parent(rngs)
-        return rngs.carry.fork()
+        return _rngs.fork_stream(rngs.carry)
     if isinstance(rngs, _nnx.RngStream):
         return rngs
     raise TypeError(
@@ -124,7 +124,7 @@ class _Cell:
         else:
             # flax 0.11 forks the carry stream before building the Linear layers (with only a
             # default stream, both draw from it, so the order decides the keys)
-            kept = rngs.carry.fork() if keep_rngs else None
+            kept = _rngs.fork_stream(rngs.carry) if keep_rngs else None
             super().__init__(*args, rngs=rngs, **kwargs)  # type: ignore[call-arg]
             self.rngs = kept
         _remember(self, rngs)
@@ -175,7 +175,7 @@ def call_rngs(layer: Any, rngs: Any) -> Any:
     if rngs is None:
         rngs = layer.__dict__.get("rngs")
     if isinstance(rngs, _nnx.Rngs):
-        rngs = rngs.carry.fork()
+        rngs = _rngs.fork_stream(rngs.carry)
     return None if rngs is None else _Carry(rngs)
 
 

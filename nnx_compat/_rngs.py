@@ -141,11 +141,13 @@ def split_rngs(
         ValueError: for streams already split in a shape other than ``splits``.
     """
     selected = _filterlib.All(only, _scalar_state)
+    if squeeze:  # flax 0.10.0-0.10.4 have no squeeze=; its default (False) is not passed
+        kwargs["squeeze"] = squeeze
     if node is _MISSING:
         site = _warnings.user_site()
 
         def decorator(f: F) -> F:
-            native = _native_split_rngs(splits=splits, only=selected, squeeze=squeeze, **kwargs)(f)
+            native = _native_split_rngs(splits=splits, only=selected, **kwargs)(f)
 
             @functools.wraps(f)
             def split_rngs_wrapper(*args: Any, **kw: Any) -> Any:
@@ -156,7 +158,7 @@ def split_rngs(
 
         return decorator
     _check_and_warn(node, splits, only, squeeze, None)
-    return _native_split_rngs(node, splits=splits, only=selected, squeeze=squeeze, **kwargs)
+    return _native_split_rngs(node, splits=splits, only=selected, **kwargs)
 
 
 # --------------------------------------------------------------------------- Rngs
@@ -275,6 +277,18 @@ def _choose(rngs: Any, split: Any, *, default: Any) -> dict[str, Any]:
 # Rngs objects that layers forked their streams from, by id: reseeding one of them no longer
 # reaches the layers. (Pytree classes need not be hashable, hence ids and weak references.)
 _parents: dict[int, weakref.ref[Any]] = {}
+
+
+def fork_stream(stream: Any) -> Any:
+    """``stream.fork()``: a new stream keyed by the stream's next key, its count at zero (the
+    method is missing before flax 0.10.5; this is what it computes)."""
+    if hasattr(stream, "fork"):
+        return stream.fork()
+    # flax 0.10.0-0.10.4: the tag lives on the key, and the constructor takes the count
+    key = stream()
+    return type(stream)(
+        tag=stream.key.tag, key=key, count=jax.numpy.zeros(key.shape, dtype=jax.numpy.uint32)
+    )
 
 
 def remember_parent(rngs: Any) -> None:

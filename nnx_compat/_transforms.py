@@ -77,7 +77,7 @@ def vmap(
 # --------------------------------------------------------------------------- jit, shard_map
 
 _native_jit: Any = _nnx.jit
-_native_shard_map: Any = _nnx.shard_map
+_native_shard_map: Any = getattr(_nnx, "shard_map", None)  # flax 0.10.0 has none
 _native_pmap: Any = _nnx.pmap
 # flax 0.12.6 removed nnx.pmap's global_arg_shapes (jax only ever accepted None for it).
 _PMAP_GLOBAL_ARG_SHAPES: Final = _versions.feature("PMAP_GLOBAL_ARG_SHAPES")
@@ -138,7 +138,6 @@ def _respell(kwargs: dict[str, Any], check: tuple[str, str], axes: tuple[str, st
             kwargs[target] = _mesh_axes(kwargs) - chosen
 
 
-@functools.wraps(_native_shard_map)
 def shard_map(*args: Any, **kwargs: Any) -> Any:
     """``nnx.shard_map`` that takes both spellings of its options on every flax.
 
@@ -146,6 +145,11 @@ def shard_map(*args: Any, **kwargs: Any) -> Any:
     to the compiler) with ``axis_names=`` (the manual axes: the mesh's others). The old spelling
     warns where flax rejects it; the new one is translated back silently on older flax.
     """
+    if _native_shard_map is None:
+        raise AttributeError(
+            "nnx.shard_map needs a newer flax than the installed "
+            f"{_versions.installed_version('flax')}: pip install 'flax>=0.10.7'"
+        )
     old = [k for k in ("check_rep", "auto") if k in kwargs]
     new = [k for k in ("check_vma", "axis_names") if k in kwargs]
     if old and new:
@@ -159,3 +163,7 @@ def shard_map(*args: Any, **kwargs: Any) -> Any:
     elif new and not _SHARD_MAP_VMA:
         _respell(kwargs, ("check_vma", "check_rep"), ("axis_names", "auto"))
     return _native_shard_map(*args, **kwargs)
+
+
+if _native_shard_map is not None:
+    shard_map = functools.wraps(_native_shard_map)(shard_map)

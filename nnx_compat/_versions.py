@@ -466,7 +466,8 @@ def pmap_global_arg_shapes(nnx: Any) -> bool:
 def shard_map_check_vma(nnx: Any) -> bool:
     """``nnx.shard_map`` takes ``check_vma=``/``axis_names=`` instead of ``check_rep=``/``auto=``
     (flax 0.12.1)."""
-    return "check_vma" in inspect.signature(nnx.shard_map).parameters
+    shard_map = getattr(nnx, "shard_map", None)  # flax 0.10.0 has none
+    return shard_map is not None and "check_vma" in inspect.signature(shard_map).parameters
 
 
 @_probe

@@ -19,7 +19,7 @@ from nnx_compat._warnings import RngsDeprecationWarning
 from nnx_compat.cli import doctor as _doctor
 from tests.hlo import lowered_text
 from tests.markers import line_of
-from tests.strategies import assert_bitwise_equal, flat_arrays
+from tests.strategies import assert_bitwise_equal, assert_same_bits, flat_arrays
 
 FORKS = _versions.feature("LAYERS_FORK_RNGS")
 
@@ -396,3 +396,36 @@ def test_a_subclass_of_the_rngstream_shim_builds_itself() -> None:
 
     stream = Tagged(0, tag="a") if KEY_FIRST else Tagged("a", 0)
     assert type(stream) is Tagged
+
+
+def test_fork_stream_is_rngstream_fork() -> None:
+    """``_rngs.fork_stream``: the stream's own ``fork()`` where it has one (flax 0.10.5+)."""
+    from nnx_compat import _rngs
+
+    a, b = upstream.Rngs(dropout=3), upstream.Rngs(dropout=3)
+    forked, native = _rngs.fork_stream(a.dropout), b.dropout.fork()
+    assert_same_bits(jax.random.key_data(forked()), jax.random.key_data(native()))
+    assert_same_bits(a.dropout.count[...], b.dropout.count[...])
+
+
+def test_fork_stream_before_flax_0105() -> None:
+    """flax 0.10.0-0.10.4 streams have no ``fork``: the same computation (the next key, a count
+    of zero), with the tag read from the key and the count passed to the constructor."""
+    from nnx_compat import _rngs
+
+    built: dict[str, object] = {}
+
+    class OldStream:  # the surface of flax 0.10.0's RngStream
+        def __init__(self, *, tag: str, key: jax.Array, count: jax.Array) -> None:
+            built.update(tag=tag, key=key, count=count)
+
+        key = type("Key", (), {"tag": "dropout"})()
+
+        def __call__(self) -> jax.Array:
+            return jax.random.key(7)
+
+    stream = object.__new__(OldStream)
+    _rngs.fork_stream(stream)
+    assert built["tag"] == "dropout"
+    assert_same_bits(jax.random.key_data(built["key"]), jax.random.key_data(jax.random.key(7)))
+    assert_same_bits(built["count"], jnp.zeros((), jnp.uint32))
