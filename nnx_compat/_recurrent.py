@@ -54,8 +54,7 @@ def rnn_rngs(rngs: Any, layer: str) -> Any:
     if rngs is False:
         return None
     if isinstance(rngs, _nnx.Rngs):
-        _rngs.remember_parent(rngs)
-        return _rngs.fork_stream(rngs.carry)
+        return _layers._fork(rngs, "carry", layer)  # rngs.carry.fork(), as a layer forks
     if isinstance(rngs, _nnx.RngStream):
         return rngs
     raise TypeError(
@@ -124,7 +123,7 @@ class _Cell:
         else:
             # flax 0.11 forks the carry stream before building the Linear layers (with only a
             # default stream, both draw from it, so the order decides the keys)
-            kept = _rngs.fork_stream(rngs.carry) if keep_rngs else None
+            kept = _layers._fork(rngs, "carry", type(self).__name__) if keep_rngs else None
             super().__init__(*args, rngs=rngs, **kwargs)  # type: ignore[call-arg]
             self.rngs = kept
         _remember(self, rngs)

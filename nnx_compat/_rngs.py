@@ -141,7 +141,7 @@ def split_rngs(
         ValueError: for streams already split in a shape other than ``splits``.
     """
     selected = _filterlib.All(only, _scalar_state)
-    if squeeze:  # flax 0.10.0-0.10.4 have no squeeze=; its default (False) is not passed
+    if squeeze:  # flax 0.10.0-0.10.2 have no squeeze=; its default (False) is not passed
         kwargs["squeeze"] = squeeze
     if node is _MISSING:
         site = _warnings.user_site()
@@ -279,12 +279,18 @@ def _choose(rngs: Any, split: Any, *, default: Any) -> dict[str, Any]:
 _parents: dict[int, weakref.ref[Any]] = {}
 
 
+#: flax 0.10.7 added ``RngStream.fork()``.
+_STREAM_FORK: Final = _versions.feature("RNGSTREAM_FORK")
+
+
 def fork_stream(stream: Any) -> Any:
     """``stream.fork()``: a new stream keyed by the stream's next key, its count at zero (the
-    method is missing before flax 0.10.5; this is what it computes)."""
-    if hasattr(stream, "fork"):
-        return stream.fork()
-    # flax 0.10.0-0.10.4: the tag lives on the key, and the constructor takes the count
+    method is missing before flax 0.10.7: :func:`_fork_by_hand` computes the same)."""
+    return stream.fork() if _STREAM_FORK else _fork_by_hand(stream)
+
+
+def _fork_by_hand(stream: Any) -> Any:
+    # flax 0.10.0-0.10.6: the tag lives on the key, and the constructor takes the count
     key = stream()
     return type(stream)(
         tag=stream.key.tag, key=key, count=jax.numpy.zeros(key.shape, dtype=jax.numpy.uint32)

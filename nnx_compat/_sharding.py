@@ -136,7 +136,9 @@ def traced_sharding(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return original(self, name)
         except AttributeError:
-            if name != "sharding":
+            # only the user's read: a library probing getattr(v, "sharding", None) (orbax,
+            # flax itself) keeps flax's answer
+            if name != "sharding" or not _warnings.called_from_user():
                 raise
             names = partition_names(object.__getattribute__(self, "_var_metadata"))
             if names is None:

@@ -77,7 +77,7 @@ def vmap(
 # --------------------------------------------------------------------------- jit, shard_map
 
 _native_jit: Any = _nnx.jit
-_native_shard_map: Any = getattr(_nnx, "shard_map", None)  # flax 0.10.0 has none
+_native_shard_map: Any = _nnx.shard_map if _versions.feature("HAS_SHARD_MAP") else None
 _native_pmap: Any = _nnx.pmap
 # flax 0.12.6 removed nnx.pmap's global_arg_shapes (jax only ever accepted None for it).
 _PMAP_GLOBAL_ARG_SHAPES: Final = _versions.feature("PMAP_GLOBAL_ARG_SHAPES")

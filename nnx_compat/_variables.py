@@ -232,8 +232,9 @@ def _metadata_setattr(original: Callable[..., None]) -> Callable[..., None]:
         try:
             original(self, name, value)
         except AttributeError as error:
-            if not str(error).startswith("Cannot set attribute") or name.startswith("_"):
-                raise
+            refused = str(error).startswith("Cannot set attribute") and not name.startswith("_")
+            if not refused or not _warnings.called_from_user():
+                raise  # flax's own code keeps flax's error
             _warnings.warn_legacy(
                 "variable-metadata-attribute", detail=f"variable.set_metadata({name}=...)"
             )

@@ -463,6 +463,18 @@ def pmap_global_arg_shapes(nnx: Any) -> bool:
 
 
 @_probe
+def has_shard_map(nnx: Any) -> bool:
+    """``nnx.shard_map`` exists (flax 0.10.4)."""
+    return hasattr(nnx, "shard_map")
+
+
+@_probe
+def rngstream_fork(nnx: Any) -> bool:
+    """``RngStream.fork()`` exists (flax 0.10.7)."""
+    return hasattr(nnx.RngStream, "fork")
+
+
+@_probe
 def shard_map_check_vma(nnx: Any) -> bool:
     """``nnx.shard_map`` takes ``check_vma=``/``axis_names=`` instead of ``check_rep=``/``auto=``
     (flax 0.12.1)."""

@@ -145,8 +145,8 @@ def test_initialize_carry_without_rngs_inside_a_transform_names_the_fix() -> Non
 
 
 def test_a_cell_without_any_rngs_raises_flax_011s_error() -> None:
-    cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
-    del cell  # a cell built elsewhere (no Rngs remembered) below
+    """A cell nnx_compat did not see built (so no build Rngs to fall back on) and keeping no
+    stream: flax 0.11's error."""
     stray = nnx.SimpleCell.__new__(nnx.SimpleCell)
     stray.__dict__.update(vars(nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))))
     with pytest.raises(ValueError, match="RNGs must be provided"):

@@ -399,7 +399,7 @@ def test_a_subclass_of_the_rngstream_shim_builds_itself() -> None:
 
 
 def test_fork_stream_is_rngstream_fork() -> None:
-    """``_rngs.fork_stream``: the stream's own ``fork()`` where it has one (flax 0.10.5+)."""
+    """``_rngs.fork_stream``: the stream's own ``fork()`` where it has one (flax 0.10.7+)."""
     from nnx_compat import _rngs
 
     a, b = upstream.Rngs(dropout=3), upstream.Rngs(dropout=3)
@@ -409,7 +409,7 @@ def test_fork_stream_is_rngstream_fork() -> None:
 
 
 def test_fork_stream_before_flax_0105() -> None:
-    """flax 0.10.0-0.10.4 streams have no ``fork``: the same computation (the next key, a count
+    """flax 0.10.0-0.10.6 streams have no ``fork``: the same computation (the next key, a count
     of zero), with the tag read from the key and the count passed to the constructor."""
     from nnx_compat import _rngs
 
@@ -425,7 +425,7 @@ def test_fork_stream_before_flax_0105() -> None:
             return jax.random.key(7)
 
     stream = object.__new__(OldStream)
-    _rngs.fork_stream(stream)
+    _rngs._fork_by_hand(stream)
     assert built["tag"] == "dropout"
     assert_same_bits(jax.random.key_data(built["key"]), jax.random.key_data(jax.random.key(7)))
     assert_same_bits(built["count"], jnp.zeros((), jnp.uint32))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from nnx_compat import _patterns
+from nnx_compat import _patterns, _versions
 from nnx_compat.checker.facts import Facts, walk
 from nnx_compat.checker.names import Names
 from nnx_compat.checker.rules import RULES, Context
@@ -72,14 +72,11 @@ class Finding:
         return out
 
 
-def _release(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".")[:2])
-
-
 def applies(pattern: _patterns.Pattern, target: str) -> bool:
     """Whether ``pattern`` is legacy for code that targets flax ``target`` (``"0.11"``: the
     patterns that flax 0.12 changed are not)."""
-    return _release(pattern.changed_in) <= _release(target)
+    changed = _versions.parse_version(pattern.changed_in).release[:2]
+    return changed <= _versions.parse_version(target).release[:2]
 
 
 def _suppressed(lines: Sequence[str], finding_line: int, pattern: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Final
 
 from nnx_compat.checker.names import Names
 
-__all__ = ["VARIABLE_TYPES", "Facts", "Scope"]
+__all__ = ["LAYER_VARIABLES", "VARIABLE_TYPES", "Facts", "Scope", "is_module_type", "walk"]
 
 #: ``nnx`` Variable types (a call to one builds a Variable).
 VARIABLE_TYPES: Final = frozenset(
@@ -196,7 +196,7 @@ class Facts:
             return None
         if owner is not None and (owner, node.attr) in _OBJECT_VARIABLES:
             return _OBJECT_VARIABLES[(owner, node.attr)]
-        if owner is not None and _is_layer(owner) and node.attr in LAYER_VARIABLES:
+        if owner != "module" and is_module_type(owner) and node.attr in LAYER_VARIABLES:
             return LAYER_VARIABLES[node.attr]  # model.linear.kernel
         return None
 
@@ -213,15 +213,22 @@ class Facts:
         return None
 
 
-def _is_layer(kind: str) -> bool:
-    """An ``nnx`` layer class (``nnx.Linear``, ``nnx.BatchNorm``, ...), by its name."""
+#: Capitalised ``nnx`` names that are not Modules.
+_NOT_MODULES: Final = frozenset(
+    {"Rngs", "RngStream", "Optimizer", "ModelAndOptimizer", "State", "GraphDef", "GraphState"}
+)
+
+
+def is_module_type(kind: str | None) -> bool:
+    """Whether a value of this kind is a Module or another node holding data: a Module class
+    of the file (``"module"``) or a capitalised ``nnx`` class that is neither a Variable nor
+    one of :data:`_NOT_MODULES` (``nnx.Linear``, ``nnx.Sequential``, ``nnx.List``)."""
+    if kind == "module":
+        return True
+    if kind is None or not kind.startswith("nnx.") or kind in VARIABLE_TYPES:
+        return False
     last = kind.split(".")[-1]
-    return (
-        kind.startswith("nnx.")
-        and kind not in VARIABLE_TYPES
-        and last[:1].isupper()
-        and last not in ("Rngs", "RngStream", "Optimizer", "ModelAndOptimizer", "State")
-    )
+    return last[:1].isupper() and last not in _NOT_MODULES
 
 
 def _chain(scope: Scope, module_id: int) -> list[int]:

@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable
 from typing import Final
 
-from nnx_compat.checker.facts import VARIABLE_TYPES, Facts, Scope
+from nnx_compat.checker.facts import VARIABLE_TYPES, Facts, Scope, is_module_type
 from nnx_compat.checker.names import Names
 
 __all__ = ["RULES", "Context", "Rule"]
@@ -253,18 +253,7 @@ def _isinstance_object(node: ast.AST, ctx: Context) -> bool:
 
 def _builds_module(node: ast.AST, ctx: Context) -> bool:
     """``nnx.Linear(...)`` or a local Module class's call: a Module (not a Variable)."""
-    kind = ctx.facts.call_type(node)
-    if kind is None:
-        return False
-    if kind == "module":
-        return True
-    last = kind.split(".")[-1]
-    return kind not in VARIABLE_TYPES and last[:1].isupper() and last not in _NOT_MODULES
-
-
-_NOT_MODULES: Final = frozenset(
-    {"Rngs", "RngStream", "List", "Dict", "Optimizer", "State", "GraphDef", "Sequential"}
-) | frozenset(v.split(".")[-1] for v in VARIABLE_TYPES)
+    return is_module_type(ctx.facts.call_type(node))
 
 
 def _holds_modules(value: ast.AST, ctx: Context) -> bool:
@@ -516,12 +505,7 @@ def _layer_init(node: ast.AST, ctx: Context) -> bool:
     if node.attr not in _INITIALIZERS or not isinstance(node.ctx, ast.Load):
         return False
     kind = ctx.type_of(node.value)
-    return kind is not None and kind != "module" and _builds_module_type(kind)
-
-
-def _builds_module_type(kind: str) -> bool:
-    last = kind.split(".")[-1]
-    return kind not in VARIABLE_TYPES and last[:1].isupper() and last not in _NOT_MODULES
+    return kind != "module" and is_module_type(kind)  # a flax layer
 
 
 @rule("sequential-empty", ast.Call)
@@ -578,7 +562,7 @@ def _bound_method(node: ast.AST, ctx: Context) -> bool:
     if not isinstance(target, ast.Attribute):
         return False
     owner = ctx.type_of(target.value)
-    if owner is not None and owner not in VARIABLE_TYPES and _builds_module_type_or_local(owner):
+    if is_module_type(owner):
         return True
     # self.method of a Module class of this file
     return (
@@ -590,7 +574,3 @@ def _bound_method(node: ast.AST, ctx: Context) -> bool:
             isinstance(s, ast.FunctionDef) and s.name == target.attr for s in ctx.scope.cls.body
         )
     )
-
-
-def _builds_module_type_or_local(kind: str) -> bool:
-    return kind == "module" or _builds_module_type(kind)

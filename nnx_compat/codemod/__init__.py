@@ -65,6 +65,11 @@ class Manual:
     pattern: str
     todo: str
 
+    @classmethod
+    def at(cls, node: ast.AST, pattern: str, todo: str) -> Manual:
+        """The manual item for a matched node (its line, and its column from 1)."""
+        return cls(getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1, pattern, todo)
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -167,8 +172,7 @@ def _plans(
         for rule in relevant:
             if not rule.match(node, context):
                 continue
-            line, column = getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
-            if _suppressed(lines, line, rule.pattern):
+            if _suppressed(lines, getattr(node, "lineno", 1), rule.pattern):
                 continue
             spec = REWRITES.get(rule.pattern)
             outcome = spec.plan(node, context, target) if spec else None
@@ -179,7 +183,7 @@ def _plans(
             else:
                 record = _patterns.get(rule.pattern)
                 todo = outcome.todo if isinstance(outcome, Manual) else f"use {record.new}"
-                manual.append(Manual(line, column, rule.pattern, todo))
+                manual.append(Manual.at(node, rule.pattern, todo))
     return plans, manual
 
 

@@ -17,7 +17,7 @@ def _keywords(pattern: str, first: int, names: tuple[str, ...]) -> Any:
         if any(isinstance(a, ast.Starred) for a in node.args) or len(node.args) - first > len(
             names
         ):
-            return Manual(node.lineno, node.col_offset + 1, pattern, "pass them by keyword")
+            return Manual.at(node, pattern, "pass them by keyword")
 
         def apply(cst: Any, call: Any) -> Any:
             return positional_to_keywords(cst, call, first=first, names=names)
@@ -36,9 +36,8 @@ rewrite("mha-positional")(_keywords("mha-positional", 2, POSITIONAL["mha-positio
 def _recurrent(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
     if isinstance(node.func, ast.Attribute) and node.func.attr == "initialize_carry":
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "recurrent-layers-fork-rngs",
             "pass rngs: cell.initialize_carry(shape, rngs), or build the cell with keep_rngs=True",
         )
@@ -51,9 +50,8 @@ def _recurrent(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
 
 @rewrite("layer-init-attributes")
 def _init_attributes(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
+    return Manual.at(
+        node,
         "layer-init-attributes",
         "keep the initializer you pass to the layer",
     )

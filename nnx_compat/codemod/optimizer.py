@@ -27,9 +27,8 @@ def _wrt_default(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
     prefix = nnx_prefix(node.func, ctx)
     if prefix is None:
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "optimizer-wrt-default",
             "add wrt=nnx.Param (import flax.nnx)",
         )
@@ -81,7 +80,7 @@ def _update(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
     model = _model_of(node.func.value, ctx)
     if model is None:
-        return Manual(node.lineno, node.col_offset + 1, "optimizer-update-grads", _HOLDS_MODEL)
+        return Manual.at(node, "optimizer-update-grads", _HOLDS_MODEL)
 
     def apply(cst: Any, call: Any, model: str) -> Any:
         grads = [a for a in call.args if a.keyword is None or a.keyword.value == "grads"]
@@ -101,9 +100,8 @@ def _model_attribute(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Attribute)
     model = _model_of(node.value, ctx)
     if model is None or not isinstance(node.ctx, ast.Load):
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "optimizer-model-attribute",
             "keep a reference to the model the optimizer was built from",
         )

@@ -39,8 +39,7 @@ def _wrap(container: str) -> Any:
         assert assigned is not None
         prefix = nnx_prefix(ast.Name("nnx"), ctx)
         if prefix is None:
-            line, column = getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
-            return Manual(line, column, pattern, f"wrap it in nnx.{container}")
+            return Manual.at(node, pattern, f"wrap it in nnx.{container}")
 
         def apply(cst: Any, assign: Any, wrapper: str) -> Any:
             value = assign.value
@@ -86,9 +85,8 @@ def _static_then_data(node: ast.AST, ctx: Context, target: str) -> Plan | Manual
     first = _first_assignment(node, ctx, name)
     prefix = nnx_prefix(ast.Name("nnx"), ctx)
     if first is None or prefix is None:
-        return Manual(
-            getattr(node, "lineno", 1),
-            getattr(node, "col_offset", 0) + 1,
+        return Manual.at(
+            node,
             "static-attribute-data",
             f"write self.{name} = nnx.data(None) where it is first set to None",
         )
@@ -103,9 +101,8 @@ def _filled_later(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     first = _first_assignment(node, ctx, container.attr) if container is not None else None
     prefix = nnx_prefix(ast.Name("nnx"), ctx)
     if container is None or first is None or prefix is None:
-        return Manual(
-            getattr(node, "lineno", 1),
-            getattr(node, "col_offset", 0) + 1,
+        return Manual.at(
+            node,
             "container-filled-after-init",
             "create the container as nnx.List() / nnx.Dict() where it is first assigned",
         )

@@ -31,9 +31,8 @@ def _only_split(node: ast.Call) -> bool:
 def _fork_splits(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
     if target == "0.12" and not _only_split(node):
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "rngs-fork-splits",
             "rngs.split(n) (fork's other arguments have no split counterpart)",
         )
@@ -46,7 +45,7 @@ def _fork_splits(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
 def _fork_split(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
     if not _only_split(node):
-        return Manual(node.lineno, node.col_offset + 1, "rngs-fork-split", "rngs.split(n)")
+        return Manual.at(node, "rngs-fork-split", "rngs.split(n)")
     return Plan("rngs-fork-split", _split_call, {"spelling": "split"})
 
 

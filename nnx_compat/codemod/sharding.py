@@ -36,9 +36,8 @@ def _bridge_key(node: ast.AST, ctx: Context, target: str) -> Plan:
 
 @rewrite("with-sharding-constraint")
 def _constraint(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
+    return Manual.at(
+        node,
         "with-sharding-constraint",
         "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))",
     )

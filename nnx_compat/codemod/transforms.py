@@ -23,9 +23,8 @@ def _global_arg_shapes(node: ast.AST, ctx: Context, target: str) -> Plan | Manua
     assert isinstance(node, ast.Call)
     (value,) = [k.value for k in node.keywords if k.arg == "global_arg_shapes"]
     if not (isinstance(value, ast.Constant) and value.value is None):
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "pmap-global-arg-shapes",
             "drop global_arg_shapes (jax only ever accepted None)",
         )
@@ -40,9 +39,8 @@ def _global_arg_shapes(node: ast.AST, ctx: Context, target: str) -> Plan | Manua
 def _check_rep(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
     if any(k.arg == "auto" for k in node.keywords):
-        return Manual(
-            node.lineno,
-            node.col_offset + 1,
+        return Manual.at(
+            node,
             "shard-map-check-rep",
             "auto=A becomes axis_names= the mesh axes not in A; check_rep= becomes check_vma=",
         )
@@ -55,9 +53,8 @@ def _check_rep(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
 
 @rewrite("transforms-bound-methods")
 def _bound(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
+    return Manual.at(
+        node,
         "transforms-bound-methods",
         "transform the unbound method and pass the module: nnx.jit(Cls.method)(model, ...)",
     )

@@ -20,7 +20,7 @@ def _ellipsis_subscript(cst: Any, value: Any) -> Any:
 def _value(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Attribute)
     if isinstance(node.ctx, ast.Del):
-        return Manual(node.lineno, node.col_offset + 1, "variable-value", "del variable[...]")
+        return Manual.at(node, "variable-value", "del variable[...]")
 
     def apply(cst: Any, attribute: Any) -> Any:
         return _ellipsis_subscript(cst, attribute.value)
@@ -38,7 +38,6 @@ def _inplace(node: ast.AST, ctx: Context, target: str) -> Plan:
 
 @rewrite("variable-state")
 def _variable_state(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
-    where = (getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1)
     parent = ctx.parents[-1] if ctx.parents else None
     call = parent if isinstance(parent, ast.Call) and parent.func is node else None
     if (
@@ -58,14 +57,13 @@ def _variable_state(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
             return c.with_changes(func=c.func.value)
 
         return Plan("variable-state", apply_state)
-    return Manual(*where, "variable-state", "use the Variable type (nnx.Param, ...) itself")
+    return Manual.at(node, "variable-state", "use the Variable type (nnx.Param, ...) itself")
 
 
 @rewrite("flax-internals")
 def _internals(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual(
-        getattr(node, "lineno", 1),
-        getattr(node, "col_offset", 0) + 1,
+    return Manual.at(
+        node,
         "flax-internals",
         "use the public nnx API (nnx.split, nnx.graphdef, ...)",
     )
