@@ -18,13 +18,16 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
-import re
 import types
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 __all__ = [
+    "CHANGES",
     "FEATURES",
     "GENERATIONS",
     "Environment",
@@ -42,16 +45,22 @@ __all__ = [
 GENERATIONS: Final = ("0.10", "0.11", "0.12")
 
 #: The oldest flax release nnx_compat supports.
-MINIMUM_FLAX: Final = (0, 10, 0)
+MINIMUM_FLAX: Final = Version("0.10.0")
 
 #: The jax releases each flax line imports with (checked on the pinned environments;
-#: flax declares no upper bound). Keys are (first, last) flax releases, inclusive.
-JAX_RANGES: Final[tuple[tuple[tuple[int, ...], tuple[int, ...], str], ...]] = (
-    # flax 0.10 imports jax._src.core.mutable_array, which jax 0.8 removed.
-    ((0, 10, 0), (0, 10, 99), "jax>=0.6.0,<=0.7.2"),
-    # these fall back to the same import when jax.array_ref is missing.
-    ((0, 11, 0), (0, 12, 1), "jax>=0.6.0,<0.9"),
-    ((0, 12, 7), (0, 12, 99), "jax>=0.10.0"),
+#: flax declares no upper bound): (flax releases, jax requirement, why).
+JAX_RANGES: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        ">=0.10.0,<0.11",
+        "jax>=0.6.0,<=0.7.2",
+        "flax 0.10 imports jax._src.core.mutable_array, which jax 0.8 removed",
+    ),
+    (
+        ">=0.11.0,<=0.12.1",
+        "jax>=0.6.0,<0.9",
+        "these fall back to the same import when jax.array_ref is missing",
+    ),
+    (">=0.12.7,<0.13", "jax>=0.10.0", "flax 0.12.7 raised its jax floor"),
 )
 
 
@@ -65,68 +74,18 @@ class UnknownFlaxVersionWarning(UserWarning):
 
 # --------------------------------------------------------------------------- versions
 
-_VERSION_RE = re.compile(
-    r"""^\s*v?
-    (?:(?P<epoch>\d+)!)?
-    (?P<release>\d+(?:\.\d+)*)
-    (?:[-_.]?(?P<pre_l>a|alpha|b|beta|c|rc|pre|preview)[-_.]?(?P<pre_n>\d*))?
-    (?:(?:-(?P<post_n1>\d+))|(?:[-_.]?(?:post|rev|r)[-_.]?(?P<post_n2>\d*)))?
-    (?:[-_.]?dev[-_.]?(?P<dev>\d*))?
-    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
-    \s*$""",
-    re.VERBOSE | re.IGNORECASE,
-)
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class Version:
-    """A PEP 440 version, reduced to what nnx_compat needs.
-
-    Attributes:
-        release: The numeric release, padded to three parts, e.g. ``(0, 12, 8)``.
-        pre: ``("rc", 1)`` for ``0.12.0rc1``, else None.
-        post: The post-release number, else None.
-        dev: The dev-release number, else None.
-        local: The local label after ``+``, else None.
-        text: The string it was parsed from.
-    """
-
-    release: tuple[int, ...]
-    pre: tuple[str, int] | None = None
-    post: int | None = None
-    dev: int | None = None
-    local: str | None = dataclasses.field(default=None, compare=False)
-    text: str = dataclasses.field(default="", compare=False)
-
-    @property
-    def minor(self) -> tuple[int, int]:
-        return (self.release[0], self.release[1])
-
-    def __str__(self) -> str:
-        return self.text or ".".join(map(str, self.release))
-
 
 def parse_version(text: str) -> Version:
-    """Parses a version string such as ``0.12.8``, ``0.11.0rc1``, ``0.10.7.dev3+g1a2b``.
+    """Parses a PEP 440 version such as ``0.12.8``, ``0.11.0rc1``, ``0.10.7.dev3+g1a2b``.
 
     Raises:
-        ValueError: if ``text`` is not a PEP 440 version.
+        ValueError: if ``text`` is not a PEP 440 version (``packaging``'s InvalidVersion).
     """
-    match = _VERSION_RE.match(text)
-    if match is None:
-        raise ValueError(f"not a version: {text!r}")
-    parts = tuple(int(p) for p in match["release"].split("."))
-    release = (*parts, 0, 0, 0)[:3] if len(parts) < 3 else parts
-    pre = None
-    if match["pre_l"]:
-        label = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}.get(
-            match["pre_l"].lower(), match["pre_l"].lower()
-        )
-        pre = (label, int(match["pre_n"] or 0))
-    post_n = match["post_n1"] or match["post_n2"]
-    post = int(post_n or 0) if (match["post_n1"] or match["post_n2"] is not None) else None
-    dev = int(match["dev"] or 0) if match["dev"] is not None else None
-    return Version(release, pre, post, dev, match["local"], text.strip())
+    return Version(text)
+
+
+def _minor(version: Version) -> tuple[int, int]:
+    return (version.major, version.minor)
 
 
 def generation(version: Version | str) -> str:
@@ -139,19 +98,18 @@ def generation(version: Version | str) -> str:
         ImportError: for a flax older than 0.10.
     """
     v = parse_version(version) if isinstance(version, str) else version
-    if v.release < MINIMUM_FLAX:
+    if Version(v.base_version) < MINIMUM_FLAX:
         raise ImportError(
             f"nnx_compat supports flax 0.10 and newer, but flax {v} is installed. "
             "Upgrade it: pip install 'flax>=0.10'"
         )
-    key = f"{v.minor[0]}.{v.minor[1]}"
+    key = f"{v.major}.{v.minor}"
     return key if key in GENERATIONS else GENERATIONS[-1]
 
 
 def is_newer_than_known(version: Version | str) -> bool:
     v = parse_version(version) if isinstance(version, str) else version
-    newest = parse_version(GENERATIONS[-1])
-    return v.minor > newest.minor
+    return _minor(v) > _minor(parse_version(GENERATIONS[-1]))
 
 
 @functools.cache
@@ -167,10 +125,19 @@ def installed_version(distribution: str) -> str | None:
 def jax_range_for(flax_version: Version | str) -> str | None:
     """The jax requirement known to import with ``flax_version``, if known."""
     v = parse_version(flax_version) if isinstance(flax_version, str) else flax_version
-    for first, last, spec in JAX_RANGES:
-        if first <= v.release <= last:
+    for releases, spec, _ in JAX_RANGES:
+        if SpecifierSet(releases).contains(Version(v.base_version)):  # 0.12.8rc1 is 0.12.8's
             return spec
     return None
+
+
+def installed_at_least(release: str, distribution: str = "flax") -> bool:
+    """Whether the installed ``distribution`` is ``release`` or newer (a pre-release of
+    ``release`` counts as it)."""
+    text = installed_version(distribution)
+    if text is None:
+        return False
+    return Version(parse_version(text).base_version) >= parse_version(release)
 
 
 # --------------------------------------------------------------------------- import
@@ -228,22 +195,39 @@ FEATURES: dict[str, Probe] = {}
 """Named feature probes. Each takes the ``flax.nnx`` module and returns a bool."""
 
 
-def _probe(func: Probe) -> Probe:
-    FEATURES[func.__name__.upper()] = func
-    return func
+#: The release where a probe's answer changes: name -> (release, the answer from it on).
+#: Patterns take their release from here (``Pattern.probe``); a test checks each against the
+#: installed flax's version.
+CHANGES: dict[str, tuple[str, bool]] = {}
+
+
+def _probe(since: str | None = None, *, until: str | None = None) -> Callable[[Probe], Probe]:
+    """Registers a probe; ``since``: it answers True from that release on; ``until``: it answers
+    False from that release on; neither: it does not follow the release order."""
+
+    def register(func: Probe) -> Probe:
+        name = func.__name__.upper()
+        FEATURES[name] = func
+        if since is not None:
+            CHANGES[name] = (since, True)
+        elif until is not None:
+            CHANGES[name] = (until, False)
+        return func
+
+    return register
 
 
 def _init_signature(cls: type) -> inspect.Signature:
     return inspect.signature(cls.__init__)  # type: ignore[misc]
 
 
-@_probe
+@_probe(since="0.11.0")
 def has_model_and_optimizer(nnx: Any) -> bool:
     """``nnx.ModelAndOptimizer`` exists (flax 0.11.0)."""
     return hasattr(nnx, "ModelAndOptimizer")
 
 
-@_probe
+@_probe(since="0.11.0")
 def optimizer_requires_wrt(nnx: Any) -> bool:
     """``Optimizer(model, tx, *, wrt)``: wrt keyword-only and required (flax 0.11.0)."""
     param = _init_signature(nnx.Optimizer).parameters.get("wrt")
@@ -254,37 +238,37 @@ def optimizer_requires_wrt(nnx: Any) -> bool:
     )
 
 
-@_probe
+@_probe(since="0.11.0")
 def optimizer_update_takes_model(nnx: Any) -> bool:
     """``Optimizer.update(model, grads)`` instead of ``update(grads)`` (flax 0.11.0)."""
     return "model" in inspect.signature(nnx.Optimizer.update).parameters
 
 
-@_probe
+@_probe(until="0.11.0")
 def optimizer_holds_model(nnx: Any) -> bool:
     """The Optimizer keeps ``.model`` (flax 0.10; removed in 0.11.0)."""
     return not optimizer_update_takes_model(nnx)
 
 
-@_probe
+@_probe(since="0.11.0")
 def optimizer_refuses_model_attribute(nnx: Any) -> bool:
     """``Optimizer.__getattribute__`` refuses ``.model`` with flax's own message (flax 0.11.0)."""
     return "__getattribute__" in vars(nnx.Optimizer)
 
 
-@_probe
+@_probe(since="0.12.8")
 def optimizer_graph_arg(nnx: Any) -> bool:
     """``Optimizer(..., graph=)`` for tree mode (flax 0.12.8)."""
     return "graph" in _init_signature(nnx.Optimizer).parameters
 
 
-@_probe
+@_probe(since="0.11.1")
 def has_pytree(nnx: Any) -> bool:
     """``nnx.Pytree`` exists (flax 0.11.1)."""
     return hasattr(nnx, "Pytree")
 
 
-@_probe
+@_probe(since="0.11.0")
 def modules_are_pytrees(nnx: Any) -> bool:
     """jax's tree functions descend into Modules (flax 0.11.0)."""
     import jax
@@ -296,31 +280,31 @@ def modules_are_pytrees(nnx: Any) -> bool:
     return len(jax.tree_util.tree_leaves(_Probe())) == 0
 
 
-@_probe
+@_probe(until="0.12.0")
 def object_is_module_base(nnx: Any) -> bool:
     """``nnx.Object`` is a base class of ``nnx.Module`` (true before flax 0.12.0)."""
     return issubclass(nnx.Module, nnx.Object)
 
 
-@_probe
+@_probe(since="0.12.0")
 def has_list(nnx: Any) -> bool:
     """``nnx.List`` exists (flax 0.12.0)."""
     return hasattr(nnx, "List")
 
 
-@_probe
+@_probe()
 def has_dict(nnx: Any) -> bool:
     """``nnx.Dict`` exists (flax 0.10 and 0.12, not 0.11)."""
     return hasattr(nnx, "Dict")
 
 
-@_probe
+@_probe(since="0.11.0")
 def has_data(nnx: Any) -> bool:
     """``nnx.data`` exists (flax 0.11.0)."""
     return hasattr(nnx, "data")
 
 
-@_probe
+@_probe(since="0.12.0")
 def strict_pytree_attributes(nnx: Any) -> bool:
     """A plain list attribute holding arrays raises (flax 0.12.0)."""
     import numpy as np
@@ -336,13 +320,13 @@ def strict_pytree_attributes(nnx: Any) -> bool:
     return False
 
 
-@_probe
+@_probe(since="0.12.0")
 def variable_get_value(nnx: Any) -> bool:
     """``Variable.get_value()``/``set_value()`` exist (flax 0.12.0)."""
     return hasattr(nnx.Variable, "get_value") and hasattr(nnx.Variable, "set_value")
 
 
-@_probe
+@_probe(since="0.12.1")
 def variable_value_warns(nnx: Any) -> bool:
     """Reading ``Variable.value`` emits a DeprecationWarning (flax 0.12.1)."""
     import numpy as np
@@ -354,7 +338,7 @@ def variable_value_warns(nnx: Any) -> bool:
     return any(issubclass(w.category, DeprecationWarning) for w in caught)
 
 
-@_probe
+@_probe()
 def variable_value_rejects_variable(nnx: Any) -> bool:
     """``variable.value = other_variable`` raises ``Cannot set value to a Variable`` (flax 0.10
     and 0.11; flax 0.10's states hold ``VariableState``, which takes it, and flax 0.12 stores
@@ -371,7 +355,7 @@ def variable_value_rejects_variable(nnx: Any) -> bool:
     return False
 
 
-@_probe
+@_probe(since="0.12.0")
 def variable_inplace_raises(nnx: Any) -> bool:
     """``variable += x`` raises NotImplementedError (flax 0.12.0)."""
     import numpy as np
@@ -384,7 +368,7 @@ def variable_inplace_raises(nnx: Any) -> bool:
     return False
 
 
-@_probe
+@_probe(since="0.11.0")
 def layers_fork_rngs(nnx: Any) -> bool:
     """Layers hold a forked ``RngStream`` instead of the caller's ``Rngs`` (flax 0.11.0).
 
@@ -395,86 +379,87 @@ def layers_fork_rngs(nnx: Any) -> bool:
     return "RngStream" in str(annotation)
 
 
-@_probe
+@_probe(since="0.11.0")
 def has_fork_rngs(nnx: Any) -> bool:
     """``nnx.fork_rngs`` exists (flax 0.11.0)."""
     return hasattr(nnx, "fork_rngs")
 
 
-@_probe
+@_probe(since="0.11.0")
 def rngstream_key_first(nnx: Any) -> bool:
     """``RngStream(key, *, tag)`` instead of ``RngStream(tag, key)`` (flax 0.11.0)."""
     names = [name for name in _init_signature(nnx.RngStream).parameters if name != "self"]
     return names[:1] == ["key"]
 
 
-@_probe
+@_probe(since="0.12.6")
 def rngs_split(nnx: Any) -> bool:
     """``Rngs.split(n)`` exists (flax 0.12.6)."""
     return hasattr(nnx.Rngs, "split")
 
 
-@_probe
+@_probe(since="0.11.0")
 def reseed_policy(nnx: Any) -> bool:
     """``nnx.reseed`` gives each stream its own key and takes ``policy=`` (flax 0.11.0)."""
     return "policy" in inspect.signature(nnx.reseed).parameters
 
 
-@_probe
+@_probe(since="0.12.6")
 def reseed_graph_arg(nnx: Any) -> bool:
     """``nnx.reseed`` takes ``graph=`` for tree mode (flax 0.12.6)."""
     return "graph" in inspect.signature(nnx.reseed).parameters
 
 
-@_probe
+@_probe(since="0.12.0")
 def eager_sharding(nnx: Any) -> bool:
     """Variables are sharded at creation and need a mesh (flax 0.12.0)."""
     return hasattr(nnx, "use_eager_sharding")
 
 
-@_probe
+@_probe(since="0.12.6")
 def graph_mode_context(nnx: Any) -> bool:
     """``nnx.set_graph_mode`` sets graph or tree mode for a block (flax 0.12.6)."""
     return hasattr(nnx, "set_graph_mode")
 
 
-@_probe
+@_probe(since="0.12.6")
 def transforms_graph_arg(nnx: Any) -> bool:
     """Transforms take ``graph=`` for tree mode (flax 0.12.6)."""
     return "graph" in inspect.signature(nnx.jit).parameters
 
 
-@_probe
+@_probe(until="0.12.2")
 def jit_abstracted_axes(nnx: Any) -> bool:
     """``nnx.jit`` takes ``abstracted_axes=`` (removed in flax 0.12.2)."""
     return "abstracted_axes" in inspect.signature(nnx.jit).parameters
 
 
-@_probe
+@_probe()
 def variable_unhashable(nnx: Any) -> bool:
-    """``Variable`` compares by value and is unhashable (flax 0.12.1)."""
+    """``Variable`` defines ``__eq__`` and is unhashable (flax 0.12.1, by value; also flax
+    0.10.0-0.10.3, by attributes)."""
     return vars(nnx.Variable).get("__hash__", object.__hash__) is None
 
 
-@_probe
+@_probe(until="0.12.6")
 def pmap_global_arg_shapes(nnx: Any) -> bool:
     """``nnx.pmap`` takes ``global_arg_shapes=`` (removed in flax 0.12.6)."""
     return "global_arg_shapes" in inspect.signature(nnx.pmap).parameters
 
 
-@_probe
+@_probe(since="0.10.4")
 def has_shard_map(nnx: Any) -> bool:
     """``nnx.shard_map`` exists (flax 0.10.4)."""
     return hasattr(nnx, "shard_map")
 
 
-@_probe
+@_probe(since="0.10.7")
 def rngstream_fork(nnx: Any) -> bool:
     """``RngStream.fork()`` exists (flax 0.10.7)."""
     return hasattr(nnx.RngStream, "fork")
 
 
-@_probe
+@_probe(since="0.12.1")
 def shard_map_check_vma(nnx: Any) -> bool:
     """``nnx.shard_map`` takes ``check_vma=``/``axis_names=`` instead of ``check_rep=``/``auto=``
     (flax 0.12.1)."""
@@ -482,7 +467,7 @@ def shard_map_check_vma(nnx: Any) -> bool:
     return shard_map is not None and "check_vma" in inspect.signature(shard_map).parameters
 
 
-@_probe
+@_probe(since="0.11.0")
 def state_shares_variables(nnx: Any) -> bool:
     """``nnx.state``/``nnx.split`` return the model's own Variables (flax 0.11.0)."""
     import numpy as np
@@ -495,17 +480,55 @@ def state_shares_variables(nnx: Any) -> bool:
     return nnx.graph.state(probe)["param"] is probe.param
 
 
-@_probe
+@_probe(since="0.12.0")
 def variable_update_check(nnx: Any) -> bool:
     """Variables check that they may be mutated in one method, ``_check_can_update``
     (flax 0.12.0; flax 0.11 checks inline in ``__setattr__``/``__setitem__``)."""
     return hasattr(nnx.Variable, "_check_can_update")
 
 
-@_probe
+@_probe(since="0.11.0")
 def merge_copy_arg(nnx: Any) -> bool:
     """``nnx.merge(..., copy=)`` chooses new or shared Variables (flax 0.11.0)."""
     return "copy" in inspect.signature(nnx.graph.merge).parameters
+
+
+@_probe(since="0.11.0")
+def layers_keyword_only(nnx: Any) -> bool:
+    """``Dropout(rate, *, broadcast_dims, ...)`` and ``RNN(cell, *, time_major, ...)`` take
+    their options by keyword only (flax 0.11.0)."""
+    param = _init_signature(nnx.Dropout).parameters["broadcast_dims"]
+    return param.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@_probe(since="0.12.6")
+def mha_num_kv_heads(nnx: Any) -> bool:
+    """``MultiHeadAttention`` takes ``num_kv_heads``, inserted before ``in_kv_features``
+    (flax 0.12.6)."""
+    return "num_kv_heads" in _init_signature(nnx.MultiHeadAttention).parameters
+
+
+@_probe(since="0.12.4")
+def out_sharding_key(nnx: Any) -> bool:
+    """Sharding annotations are stored under ``out_sharding`` (flax 0.12.4; ``sharding_names``
+    from 0.11.0, ``sharding`` before)."""
+    return "out_sharding" in inspect.signature(nnx.Variable.__init__).parameters or (
+        "out_sharding" in inspect.getsource(nnx.with_partitioning)
+    )
+
+
+@_probe(until="0.11.0")
+def has_variable_state(nnx: Any) -> bool:
+    """``nnx.VariableState`` is a class of its own that states hold (flax 0.10; an alias of
+    ``Variable`` from 0.11.0). Read from the module's dict: 0.12 deprecates the name."""
+    state_cls = vars(nnx).get("VariableState")
+    return isinstance(state_cls, type) and not issubclass(state_cls, nnx.Variable)
+
+
+@_probe(until="0.11.0")
+def has_with_sharding_constraint(nnx: Any) -> bool:
+    """``nnx.with_sharding_constraint`` exists (removed in flax 0.11.0)."""
+    return "with_sharding_constraint" in vars(nnx)
 
 
 @functools.cache

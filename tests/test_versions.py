@@ -16,25 +16,25 @@ from nnx_compat._versions import Version, generation, parse_version
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("older", "newer"),
     [
-        ("0.12.8", Version((0, 12, 8))),
-        ("0.11", Version((0, 11, 0))),
-        ("0.11.0rc1", Version((0, 11, 0), pre=("rc", 1))),
-        ("0.12.0b2", Version((0, 12, 0), pre=("b", 2))),
-        ("0.10.7.post1", Version((0, 10, 7), post=1)),
-        ("0.10.7-1", Version((0, 10, 7), post=1)),
-        ("0.12.9.dev20251101", Version((0, 12, 9), dev=20251101)),
-        ("0.12.8+cuda12.local", Version((0, 12, 8), local="cuda12.local")),
-        ("0.13.0rc2.dev3+g1a2b3c", Version((0, 13, 0), pre=("rc", 2), dev=3, local="g1a2b3c")),
-        ("1!0.12.8", Version((0, 12, 8))),
+        ("0.12.0rc1", "0.12.0"),
+        ("0.12.0.dev5", "0.12.0rc1"),
+        ("0.12.0", "0.12.0.post1"),
+        ("0.10.7", "0.11.0a1"),
+        ("0.12.8", "1!0.10.0"),  # the epoch is kept, and orders first
+        ("0.12.8", "0.12.10"),
     ],
 )
-def test_parse_version(text: str, expected: Version) -> None:
-    parsed = parse_version(text)
-    assert parsed == expected
-    assert parsed.local == expected.local
-    assert str(parsed) == text
+def test_versions_order_as_pep_440(older: str, newer: str) -> None:
+    assert parse_version(older) < parse_version(newer)
+
+
+def test_parse_version_keeps_every_part() -> None:
+    v = parse_version("1!0.13.0rc2.dev3+g1a2b3c")
+    assert (v.epoch, v.release, v.pre, v.dev, v.local) == (1, (0, 13, 0), ("rc", 2), 3, "g1a2b3c")
+    assert parse_version("0.11") == parse_version("0.11.0")
+    assert isinstance(v, Version)
 
 
 @given(
@@ -57,8 +57,17 @@ def test_parse_version_components(
 
 @pytest.mark.parametrize("bad", ["", "abc", "0.x.1", "12..3"])
 def test_parse_version_rejects(bad: str) -> None:
-    with pytest.raises(ValueError, match="not a version"):
+    with pytest.raises(ValueError, match="Invalid version"):
         parse_version(bad)
+
+
+def test_installed_at_least(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_installed(monkeypatch, flax="0.12.0rc1")
+    assert _versions.installed_at_least("0.12.0")  # a pre-release has the release's API
+    assert _versions.installed_at_least("0.11.2")
+    assert not _versions.installed_at_least("0.12.1")
+    _fake_installed(monkeypatch, flax=None)
+    assert not _versions.installed_at_least("0.10.0")
 
 
 @pytest.mark.parametrize(
@@ -86,8 +95,20 @@ def test_generation_too_old(old: str) -> None:
 
 def test_jax_range_for() -> None:
     assert _versions.jax_range_for("0.10.7") == "jax>=0.6.0,<=0.7.2"
+    assert _versions.jax_range_for("0.10.0rc1") == "jax>=0.6.0,<=0.7.2"
     assert _versions.jax_range_for("0.12.8") == "jax>=0.10.0"
+    assert _versions.jax_range_for("0.12.8.post1") == "jax>=0.10.0"
     assert _versions.jax_range_for("0.12.4") is None
+    assert _versions.jax_range_for("0.13.0") is None
+
+
+def test_each_probe_changes_at_its_release() -> None:
+    """The releases patterns take from their probes are checked against the installed flax."""
+    installed = _versions.installed_version("flax")
+    assert installed is not None
+    for name, (release, answer) in _versions.CHANGES.items():
+        expected = answer if _versions.installed_at_least(release) else not answer
+        assert _versions.feature(name) is expected, (name, release, installed)
 
 
 def _fake_installed(monkeypatch: pytest.MonkeyPatch, **versions: str | None) -> None:
@@ -159,7 +180,7 @@ def test_detect_versions() -> None:
     assert env.jax == importlib.metadata.version("jax")
     assert env.jaxlib == importlib.metadata.version("jaxlib")
     assert env.optax == importlib.metadata.version("optax")
-    assert env.api == f"{parse_version(env.flax).minor[0]}.{parse_version(env.flax).minor[1]}"
+    assert env.api == f"{parse_version(env.flax).major}.{parse_version(env.flax).minor}"
     expected_flax = os.environ.get("NNX_COMPAT_EXPECT_FLAX")
     if expected_flax:  # set by each tox env
         assert env.flax == expected_flax
@@ -213,6 +234,11 @@ _EXPECTED_FEATURES = {
         RNGSTREAM_KEY_FIRST=False,
         OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=False,
         OPTIMIZER_GRAPH_ARG=False,
+        LAYERS_KEYWORD_ONLY=False,
+        MHA_NUM_KV_HEADS=False,
+        OUT_SHARDING_KEY=False,
+        HAS_VARIABLE_STATE=True,
+        HAS_WITH_SHARDING_CONSTRAINT=True,
     ),
     "0.11": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -250,6 +276,11 @@ _EXPECTED_FEATURES = {
         RNGSTREAM_KEY_FIRST=True,
         OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=True,
         OPTIMIZER_GRAPH_ARG=False,
+        LAYERS_KEYWORD_ONLY=True,
+        MHA_NUM_KV_HEADS=False,
+        OUT_SHARDING_KEY=False,
+        HAS_VARIABLE_STATE=False,
+        HAS_WITH_SHARDING_CONSTRAINT=False,
     ),
     "0.12": dict(
         HAS_MODEL_AND_OPTIMIZER=True,
@@ -287,6 +318,11 @@ _EXPECTED_FEATURES = {
         RNGSTREAM_KEY_FIRST=True,
         OPTIMIZER_REFUSES_MODEL_ATTRIBUTE=True,
         OPTIMIZER_GRAPH_ARG=True,
+        LAYERS_KEYWORD_ONLY=True,
+        MHA_NUM_KV_HEADS=True,
+        OUT_SHARDING_KEY=True,
+        HAS_VARIABLE_STATE=False,
+        HAS_WITH_SHARDING_CONSTRAINT=False,
     ),
 }
 _PINNED = {"0.10.7", "0.11.2", "0.12.8"}
