@@ -19,6 +19,8 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
+from nnx_compat import _examples, _versions
+
 __all__ = [
     "FAMILIES",
     "PATTERNS",
@@ -73,6 +75,13 @@ class Pattern:
         api: The entries of the API audit (``tools/api/REPORT.md``: a name, parameter,
             default or method that a release removed or changed) that this record accounts
             for, as ``fnmatch`` patterns; every 0.10 -> 0.11/0.12 entry must be matched.
+        probe: The feature probe (``_versions.FEATURES``) that tells whether the installed
+            flax has the change; ``changed_in`` is then the probe's release
+            (``_versions.CHANGES``), never written in the record. Empty for a change no probe
+            can see from the code (a behaviour of values); ``changed_in`` is then given.
+        manual: Why ``nnx-compat migrate`` leaves the legacy form to the user (it is listed as
+            a manual item naming ``new``); empty when the codemod has a rewrite for it
+            (``nnx_compat.codemod.REWRITES``). Only for patterns the checker can see.
     """
 
     id: str
@@ -86,6 +95,33 @@ class Pattern:
     non_goal: str = ""
     static: str = ""
     api: tuple[str, ...] = ()
+    probe: str = ""
+    manual: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.probe:
+            if not self.changed_in:
+                raise ValueError(f"{self.id}: give the release (changed_in) or a probe")
+            return
+        if self.changed_in:
+            raise ValueError(
+                f"{self.id}: the release comes from probe {self.probe}, not the record"
+            )
+        release, _ = _versions.CHANGES[self.probe]
+        object.__setattr__(self, "changed_in", release)
+
+    @property
+    def example(self) -> _examples.Example:
+        """The legacy form and the new form as code that runs (``nnx_compat._examples``)."""
+        return _examples.EXAMPLES[self.id]
+
+    def changed(self) -> bool:
+        """Whether the installed flax has the change: the probe's answer (inverted for a probe
+        that stops answering True there), or, without a probe, the installed version against
+        ``changed_in``. Imports flax."""
+        if self.probe:
+            return _versions.feature(self.probe) is _versions.CHANGES[self.probe][1]
+        return _versions.installed_at_least(self.changed_in)
 
     @property
     def bridged(self) -> bool:
@@ -129,35 +165,39 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "optimizer",
         "nnx.Optimizer(model, tx)",
         "nnx.Optimizer(model, tx, wrt=nnx.Param)",
-        "0.11.0",
+        "",
         ("Optimizer",),
         api=("nnx.*Optimizer.__init__: parameter wrt now required",),
+        probe="OPTIMIZER_REQUIRES_WRT",
     ),
     _P(
         "optimizer-wrt-positional",
         "optimizer",
         "nnx.Optimizer(model, tx, nnx.Param)",
         "nnx.Optimizer(model, tx, wrt=nnx.Param)",
-        "0.11.0",
+        "",
         ("Optimizer",),
         api=("nnx.*Optimizer.__init__: parameter wrt POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
+        probe="OPTIMIZER_REQUIRES_WRT",
     ),
     _P(
         "optimizer-update-grads",
         "optimizer",
         "optimizer.update(grads)",
         "optimizer.update(model, grads)",
-        "0.11.0",
+        "",
         ("Optimizer",),
         api=("nnx.*Optimizer.update: *",),
+        probe="OPTIMIZER_UPDATE_TAKES_MODEL",
     ),
     _P(
         "optimizer-model-attribute",
         "optimizer",
         "optimizer.model",
         "keep a reference to the model (or nnx.ModelAndOptimizer(model, tx, wrt=...).model)",
-        "0.11.0",
+        "",
         ("Optimizer", "ModelAndOptimizer"),
+        probe="OPTIMIZER_REFUSES_MODEL_ATTRIBUTE",
     ),
     # ---------------------------------------------------------------- rngs
     _P(
@@ -165,20 +205,22 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "rngs",
         "@nnx.split_rngs(splits=n) over @nnx.scan in __call__",
         "@nnx.scan alone (the layer RNG state already carries the split axis)",
-        "0.11.0",
+        "",
         ("split_rngs",),
         "the split_rngs becomes a no-op when the state is already split",
+        probe="LAYERS_FORK_RNGS",
     ),
     _P(
         "layers-share-rngs",
         "rngs",
         "layer.rngs as the nnx.Rngs the layer was built with",
         "layer.rngs as the layer's own forked nnx.RngStream; draw keys from your own Rngs",
-        "0.11.0",
+        "",
         ("Dropout", "MultiHeadAttention"),
         "building a layer consumes one count of the parent stream, on every flax",
         static="run time only: reading layer.rngs is the new form too (the layer's forked "
         "stream); only what the code does with it tells the 0.10 use",
+        probe="LAYERS_FORK_RNGS",
     ),
     _P(
         "rngs-fork-splits",
@@ -194,21 +236,25 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "rngs",
         "rngs.fork(split=n)",
         "rngs.split(n)",
-        "0.12.6",
+        "",
         ("Rngs",),
+        probe="RNGS_SPLIT",
     ),
     _P(
         "nnx-fork",
         "rngs",
         "nnx.fork(state, split_filter, split_pattern) / nnx.ForkStates",
         "nnx.split_rngs(splits=n) or nnx.fork_rngs(split=n) around the transform",
-        "0.11.0",
+        "",
         ("fork", "ForkStates", "fork_rngs"),
         "flax 0.11 removed both; nnx_compat serves 0.10's nnx.fork where they are missing",
         api=(
             "nnx.*fork: removed",
             "nnx.*ForkStates: removed",
         ),
+        probe="HAS_FORK_RNGS",
+        manual="the replacement (split_rngs or fork_rngs around the transform) depends on how "
+        "the forked state is passed to it",
     ),
     _P(
         "bridge-to-nnx-rngs",
@@ -238,18 +284,22 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "rngs",
         "nnx.reseed(rngs, ...) on the Rngs the layers were built with",
         "nnx.reseed(model, ...)",
-        "0.11.0",
+        "",
         ("reseed",),
         "layers hold forked streams, so reseeding the caller's Rngs does not reach them",
+        probe="LAYERS_FORK_RNGS",
+        manual="whether the Rngs reached the layers is a run-time fact: reseed the model where "
+        "it did",
     ),
     _P(
         "rngstream-positional-tag",
         "rngs",
         "nnx.RngStream(tag, key)",
         "nnx.RngStream(key, tag=tag)",
-        "0.11.0",
+        "",
         ("RngStream",),
         api=("nnx.*RngStream.__init__: parameter tag *",),
+        probe="RNGSTREAM_KEY_FIRST",
     ),
     # ---------------------------------------------------------------- checkpoint
     _P(
@@ -257,18 +307,20 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "checkpoint",
         "restoring a flax 0.10 checkpoint with rngs/<stream>/{key,count} per layer",
         "nnx.fix_checkpoint(checkpoint, Model, rngs=nnx.Rngs(...))",
-        "0.11.0",
+        "",
         ("fix_checkpoint",),
         static="run time only: it is the layout of a checkpoint, not code",
+        probe="LAYERS_FORK_RNGS",
     ),
     _P(
         "checkpoint-optimizer-model",
         "checkpoint",
         "an Optimizer checkpoint holding model/..., opt_state and step",
         "nnx.fix_checkpoint(...) returning the model and optimizer halves",
-        "0.11.0",
+        "",
         ("fix_checkpoint",),
         static="run time only: it is the layout of a checkpoint, not code",
+        probe="OPTIMIZER_UPDATE_TAKES_MODEL",
     ),
     _P(
         "state-copies",
@@ -277,12 +329,13 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "jax.grad/jax.jit, then mutating the merged model (flax 0.10's functional API)",
         "pass the state in as an argument (nnx.grad(f)(model)), or "
         "nnx.merge(graphdef, state, copy=True)",
-        "0.11.0",
+        "",
         ("merge",),
         "the merged node gets copies of the Variables of the outer trace, which flax 0.11+ "
         "refuses to mutate (TraceContextError); it warns at the first mutation",
         static="run time only: whether merged state belongs to an outer trace depends on how "
         "the function is called",
+        probe="STATE_SHARES_VARIABLES",
     ),
     _P(
         "state-snapshot",
@@ -290,13 +343,14 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "snapshot = nnx.state(model) (or nnx.split) as a copy that later updates of the "
         "model leave unchanged",
         "snapshot = nnx.state(model, copy=True) through nnx_compat, or nnx.clone(nnx.state(model))",
-        "0.11.0",
+        "",
         ("split", "state"),
         "since flax 0.11 the state holds the model's own Variables and moves with it; the "
         "call succeeds either way, so the installed flax's meaning stands",
         same_call=True,
         static="run time only: the call is the new form too; only the later use of its "
         "result makes it a snapshot",
+        probe="STATE_SHARES_VARIABLES",
     ),
     _P(
         "merge-shares-variables",
@@ -329,6 +383,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.graph.*MUTABLE_ARRAY*: removed",
             "nnx.graph.MutableArray*: removed",
         ),
+        manual="flax 0.10's mutable arrays have no replacement with the same meaning",
     ),
     _P(
         "nnx-dataclasses",
@@ -348,6 +403,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.static: removed",
             "nnx.*Static: removed",
         ),
+        manual="flax 0.12's nnx.dataclass and nnx.static mean something else; the fields need "
+        "deciding one by one",
     ),
     # ---------------------------------------------------------------- pytree
     _P(
@@ -356,43 +413,47 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "jax.tree.map(f, [modules]) with modules as leaves",
         "jax.tree.map(f, [modules], is_leaf=lambda x: isinstance(x, nnx.Pytree)) "
         "or nnx_compat.tree.map(f, [modules])",
-        "0.11.0",
+        "",
         ("Pytree",),
         "jax.tree cannot be intercepted, so this never warns; nnx.Pytree, "
         "nnx_compat.is_nnx_object and nnx_compat.tree give 0.10's leaves on every flax",
         static="run time only: jax.tree.map over arbitrary values; whether they are Modules "
         "is a type",
+        probe="MODULES_ARE_PYTREES",
     ),
     _P(
         "isinstance-object",
         "pytree",
         "isinstance(x, nnx.Object)",
         "isinstance(x, nnx.Pytree)",
-        "0.12.0",
+        "",
         ("Object", "Pytree"),
         "it stays True for every NNX object (issubclass too); subclassing nnx.Object gives "
         "flax's non-pytree Object",
+        probe="OBJECT_IS_MODULE_BASE",
     ),
     _P(
         "list-attribute",
         "pytree",
         "self.layers = [module, ...] (a plain list or tuple attribute holding modules or arrays)",
         "self.layers = nnx.List([module, ...]), or nnx.data([...]) to keep a plain list",
-        "0.12.0",
+        "",
         ("Module", "List", "data"),
         "the container is kept as nnx.data(...), so the state paths stay those of flax 0.10; "
         "for a dict use nnx.Dict({...})",
+        probe="STRICT_PYTREE_ATTRIBUTES",
     ),
     _P(
         "dict-attribute",
         "pytree",
         "self.blocks = {'a': module} (a plain dict attribute holding modules or arrays)",
         "self.blocks = nnx.Dict({'a': module}), or nnx.data({...}) to keep a plain dict",
-        "0.12.0",
+        "",
         ("Module", "Dict", "data"),
         "the dict is kept as nnx.data(...), so the state paths stay those of flax 0.10; "
         "for a list use nnx.List([...])",
         api=("nnx.*Dict: removed",),
+        probe="STRICT_PYTREE_ATTRIBUTES",
     ),
     # ---------------------------------------------------------------- variable
     _P(
@@ -400,39 +461,43 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "pytree",
         "self.items = {} in __init__, filled later through the Module's own methods",
         "self.items = nnx.Dict() (or nnx.data({})) at the assignment",
-        "0.12.0",
+        "",
         ("Module",),
         "flax 0.12 leaves the container static: its contents are missing from nnx.state and "
         "transforms fail; nnx_compat makes it data when flax next reads the Module",
+        probe="STRICT_PYTREE_ATTRIBUTES",
     ),
     _P(
         "static-attribute-data",
         "pytree",
         "self.x = None (or another static value), later self.x = a Module, Variable or array",
         "self.x = nnx.data(None) at the first assignment, or self.x = nnx.data(value)",
-        "0.12.0",
+        "",
         ("Module",),
         "flax 0.12 keeps an attribute's first status and raises for data in a static one; "
         "nnx_compat makes it data, as on 0.10",
+        probe="STRICT_PYTREE_ATTRIBUTES",
     ),
     _P(
         "pytree-attribute",
         "pytree",
         "self.tree = a registered pytree (not an NNX object) holding arrays or Variables",
         "self.tree = nnx.data(tree)",
-        "0.12.0",
+        "",
         ("Module",),
         static="run time only: whether an attribute's value is a user pytree holding arrays "
         "is a type",
+        probe="STRICT_PYTREE_ATTRIBUTES",
     ),
     _P(
         "variable-value",
         "variable",
         "variable.value",
         "variable[...] / variable.get_value() / variable.set_value(x)",
-        "0.12.1",
+        "",
         ("Variable",),
         "nnx_compat warns once per call site instead of flax's warning on every access",
+        probe="VARIABLE_VALUE_WARNS",
     ),
     _P(
         "variable-value-variable",
@@ -487,6 +552,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.statelib.EmptyState: removed",
             "nnx.variablelib.split_flat_state: removed",
         ),
+        manual="flax's internals have no one-to-one public counterpart",
     ),
     _P(
         "variable-hash",
@@ -537,16 +603,17 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "variable",
         "variable += x",
         "variable[...] += x",
-        "0.12.0",
+        "",
         ("Variable",),
         "every in-place operator (-=, *=, ...) runs as variable[...] op= x",
+        probe="VARIABLE_INPLACE_RAISES",
     ),
     _P(
         "variable-state",
         "variable",
         "nnx.VariableState(nnx.Param, value) / nnx.Param.state(value) / state.to_variable()",
         "nnx.Param(value) (a state's leaves are Variables) / variable.to_state()",
-        "0.11.0",
+        "",
         ("VariableState",),
         "states hold Variables since flax 0.11: VariableState(nnx.Param, value) builds "
         "nnx.Param(value), Param.state(value) too, and state.to_variable() is a copy "
@@ -555,6 +622,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.*VariableState*",
             "nnx.*.state: removed",
         ),
+        probe="HAS_VARIABLE_STATE",
     ),
     # ---------------------------------------------------------------- sharding
     _P(
@@ -563,21 +631,25 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "a Variable with sharding metadata created outside a mesh",
         "a mesh context around its creation (jax.set_mesh or jax.sharding.use_mesh), "
         "or nnx.use_eager_sharding(False)",
-        "0.12.0",
+        "",
         ("Variable",),
         "it is created unsharded, as on flax 0.10, for nnx.get_partition_spec to shard later",
         static="run time only: whether a mesh is active when the Variable is created",
+        probe="EAGER_SHARDING",
     ),
     _P(
         "with-sharding-constraint",
         "sharding",
         "nnx.with_sharding_constraint(x, spec, mesh)",
         "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))",
-        "0.11.0",
+        "",
         ("with_sharding_constraint",),
         "flax 0.11 removed it; nnx_compat serves 0.10's where it is missing (a no-op without "
         "a mesh, as before)",
         api=("nnx.*with_sharding_constraint: removed",),
+        probe="HAS_WITH_SHARDING_CONSTRAINT",
+        manual="the mesh is not an argument of the new form: it must be found in the code around "
+        "the call",
     ),
     _P(
         "variable-sharding-attribute",
@@ -618,9 +690,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "sharding",
         "Variable(..., sharding=...) / sharding_names=...",
         "Variable(..., out_sharding=...)",
-        "0.12.4",
+        "",
         ("Variable",),
         "the annotation is stored under the installed flax's key; out_sharding= works on 0.10",
+        probe="OUT_SHARDING_KEY",
     ),
     # ---------------------------------------------------------------- layers
     _P(
@@ -628,27 +701,30 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "layers",
         "nnx.Dropout(rate, broadcast_dims, ...)",
         "nnx.Dropout(rate, broadcast_dims=..., ...)",
-        "0.11.0",
+        "",
         ("Dropout",),
         api=("nnx.*Dropout.__init__: parameter * POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
+        probe="LAYERS_KEYWORD_ONLY",
     ),
     _P(
         "rnn-positional",
         "layers",
         "nnx.RNN(cell, time_major, return_carry, ...)",
         "nnx.RNN(cell, time_major=..., return_carry=..., ...)",
-        "0.11.0",
+        "",
         ("RNN",),
         api=("nnx.*RNN.__init__: parameter * POSITIONAL_OR_KEYWORD -> KEYWORD_ONLY",),
+        probe="LAYERS_KEYWORD_ONLY",
     ),
     _P(
         "mha-positional",
         "layers",
         "nnx.MultiHeadAttention(num_heads, in_features, qkv_features, ...)",
         "nnx.MultiHeadAttention(num_heads, in_features, qkv_features=..., ...)",
-        "0.12.6",
+        "",
         ("MultiHeadAttention",),
         "flax 0.12.6 inserted num_kv_heads, so positional calls change meaning",
+        probe="MHA_NUM_KV_HEADS",
     ),
     _P(
         "recurrent-layers-fork-rngs",
@@ -657,7 +733,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "cell.initialize_carry(shape) drawing from it, RNN(cell, rngs=None)",
         "cell.initialize_carry(shape, rngs) or a cell built with keep_rngs=True; "
         "nnx.RNN(cell) or nnx.RNN(cell, rngs=rngs)",
-        "0.11.0",
+        "",
         ("LSTMCell", "OptimizedLSTMCell", "SimpleCell", "GRUCell", "RNN", "Bidirectional"),
         "the layers hold flax 0.11's forked streams on every flax (0.10 included: the same "
         "state and carries); initialize_carry(shape) draws from the build Rngs' carry stream "
@@ -666,6 +742,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.*RNN.__init__: default of rngs None -> True",
             "nnx.*Bidirectional.__init__: default of rngs None -> True",
         ),
+        probe="LAYERS_FORK_RNGS",
     ),
     _P(
         "layer-init-attributes",
@@ -676,6 +753,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "0.12.1",
         non_goal="flax 0.12.1 removed them from the layers' attributes and graph; bringing them "
         "back would change every layer's graphdef, so the user gets flax's AttributeError",
+        manual="the initializer the layer was built with is a value the source may not show",
     ),
     _P(
         "sequential-empty",
@@ -691,10 +769,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "layers",
         "nnx.Dropout(rate, rngs=nnx.Rngs(params=0)): no 'dropout' stream, rngs given at call",
         "nnx.Dropout(rate, rngs=nnx.Rngs(params=0, dropout=1)), or rngs=None and rngs at call",
-        "0.11.0",
+        "",
         ("Dropout", "MultiHeadAttention"),
         "flax 0.11 fails at construction, naming the layer, instead of at call",
         static="run time only: the streams of an Rngs are values",
+        probe="LAYERS_FORK_RNGS",
     ),
     # ---------------------------------------------------------------- transforms
     _P(
@@ -716,6 +795,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         non_goal="each transform would need its argument specification shifted (argnums, "
         "in_axes, static_argnums, shardings) for the module passed first; flax's ValueError "
         "names the unbound form",
+        manual="each transform's argnums/in_axes would have to shift for the module passed first",
     ),
     _P(
         "fori-loop-error-type",
@@ -732,34 +812,37 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "transforms",
         "nnx.jit(f, abstracted_axes=...)",
         "nnx.jit(f) (abstracted_axes was removed)",
-        "0.12.2",
+        "",
         ("jit",),
         "nnx_compat drops it where flax removed it: the function is traced once per shape, "
         "with the same results",
         api=("nnx.jit: parameter abstracted_axes removed",),
+        probe="JIT_ABSTRACTED_AXES",
     ),
     _P(
         "pmap-global-arg-shapes",
         "transforms",
         "nnx.pmap(f, global_arg_shapes=None)",
         "nnx.pmap(f)",
-        "0.12.6",
+        "",
         ("pmap",),
         "jax accepted only None for it; nnx_compat drops None where flax removed the keyword "
         "and raises jax's error for any other value, as every release did",
         api=("nnx.pmap: parameter global_arg_shapes removed",),
+        probe="PMAP_GLOBAL_ARG_SHAPES",
     ),
     _P(
         "shard-map-check-rep",
         "transforms",
         "nnx.shard_map(..., check_rep=..., auto=...)",
         "nnx.shard_map(..., check_vma=..., axis_names=...)",
-        "0.12.1",
+        "",
         ("shard_map",),
         api=(
             "nnx.shard_map: parameter check_rep removed",
             "nnx.shard_map: parameter auto removed",
         ),
+        probe="SHARD_MAP_CHECK_VMA",
     ),
 )
 

@@ -379,7 +379,8 @@ def _variable_state(node: ast.AST, ctx: Context) -> bool:
         if call is not None:
             assert isinstance(call.func, ast.Attribute)
             return ctx.resolve(call.func.value) in VARIABLE_TYPES
-        return False
+        # state.to_variable(): only flax 0.10's VariableState had the method
+        return _method_call(node, "to_variable") is not None and not node.args and not node.keywords
     name = ctx.resolve(node)
     return name is not None and name.split(".")[-1] == "VariableState"
 

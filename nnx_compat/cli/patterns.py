@@ -14,8 +14,8 @@ __all__ = ["command", "markdown_table"]
 def markdown_table() -> str:
     """The README's table of legacy patterns, generated from the pattern table."""
     rows = [
-        "| id | legacy form | new form | changed in flax | bridged by |",
-        "|---|---|---|---|---|",
+        "| id | legacy form | new form | changed in flax | bridged by | `check` | `migrate` |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in _patterns.PATTERNS:
         if p.status == "bridged":
@@ -26,8 +26,23 @@ def markdown_table() -> str:
             shim = "not bridged: an error names the new form"
         else:
             shim = "planned"
-        rows.append(f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} |")
+        rows.append(
+            f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} "
+            f"| {_check(p)} | {_migrate(p)} |"
+        )
     return "\n".join(rows)
+
+
+def _check(p: _patterns.Pattern) -> str:
+    return "run time only" if p.static else "found"
+
+
+def _migrate(p: _patterns.Pattern) -> str:
+    if p.same_call:
+        return "nothing to rewrite"
+    if p.static:
+        return "-"
+    return "manual item" if p.manual else "rewritten"
 
 
 def command(args: argparse.Namespace) -> int:

@@ -46,12 +46,3 @@ def _recurrent(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
         return without_keyword(cst, call, name="rngs")
 
     return Plan("recurrent-layers-fork-rngs", apply)
-
-
-@rewrite("layer-init-attributes")
-def _init_attributes(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual.at(
-        node,
-        "layer-init-attributes",
-        "keep the initializer you pass to the layer",
-    )

@@ -6,7 +6,7 @@ import ast
 from typing import Any
 
 from nnx_compat.checker.rules import Context
-from nnx_compat.codemod import Manual, Plan, rewrite
+from nnx_compat.codemod import Plan, rewrite
 from nnx_compat.codemod._edit import rename_keyword
 
 #: The metadata key of each target: flax 0.11 stores sharding_names, 0.12.4 out_sharding.
@@ -32,12 +32,3 @@ def _bridge_key(node: ast.AST, ctx: Context, target: str) -> Plan:
         return subscript.with_changes(slice=[element.with_changes(slice=index)])
 
     return Plan("linen-bridge-sharding-metadata", apply, {"key": _KEY[target]})
-
-
-@rewrite("with-sharding-constraint")
-def _constraint(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual.at(
-        node,
-        "with-sharding-constraint",
-        "jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))",
-    )

@@ -49,12 +49,3 @@ def _check_rep(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
         return rename_keyword(cst, call, old="check_rep", new="check_vma")
 
     return Plan("shard-map-check-rep", apply)
-
-
-@rewrite("transforms-bound-methods")
-def _bound(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual.at(
-        node,
-        "transforms-bound-methods",
-        "transform the unbound method and pass the module: nnx.jit(Cls.method)(model, ...)",
-    )

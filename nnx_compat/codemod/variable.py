@@ -51,19 +51,17 @@ def _variable_state(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
             return c.with_changes(func=c.args[0].value, args=c.args[1:])
 
         return Plan("variable-state", apply, at=call)
-    if isinstance(node, ast.Call):  # nnx.Param.state(x, **m) -> nnx.Param(x, **m)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr == "to_variable":  # a copy of the Variable, as on flax 0.11+
+
+            def apply_copy(cst: Any, c: Any) -> Any:
+                return c.with_changes(func=c.func.with_changes(attr=cst.Name("copy")))
+
+            return Plan("variable-state", apply_copy)
+        # nnx.Param.state(x, **m) -> nnx.Param(x, **m)
 
         def apply_state(cst: Any, c: Any) -> Any:
             return c.with_changes(func=c.func.value)
 
         return Plan("variable-state", apply_state)
     return Manual.at(node, "variable-state", "use the Variable type (nnx.Param, ...) itself")
-
-
-@rewrite("flax-internals")
-def _internals(node: ast.AST, ctx: Context, target: str) -> Manual:
-    return Manual.at(
-        node,
-        "flax-internals",
-        "use the public nnx API (nnx.split, nnx.graphdef, ...)",
-    )
