@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, Any, Final, Literal
 
@@ -267,6 +267,55 @@ _hits: dict[tuple[str, str, int], int] = {}
 _warned: set[tuple[str, str, int]] = set()
 _exit_report_registered = False
 
+#: Called on every hit, whatever the policy, with the hit and the policy in force (the pytest
+#: plugin attributes hits to tests this way).
+Listener = Callable[["Occurrence", "Policy"], None]
+_listeners: list[Listener] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Occurrence:
+    """One run of a legacy pattern: which, where, and whether the warning filters in force
+    there would show its warning (``shown``: False when they ignore it)."""
+
+    pattern: str
+    filename: str
+    lineno: int
+    module: str
+
+    def shown(self) -> bool:
+        """Whether the active warning filters show this pattern's warning at its line."""
+        pattern = _patterns.get(self.pattern)
+        return filter_action(
+            category_for(pattern), pattern.message(), self.module, self.lineno
+        ) != ("ignore")
+
+
+def add_listener(listener: Listener) -> None:
+    """Calls ``listener`` on every hit from now on."""
+    with _lock:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    with _lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+
+@contextlib.contextmanager
+def fresh_call_sites() -> Iterator[None]:
+    """Under the ``once`` policy, every call site warns again inside the block (the sites warned
+    about before it are remembered again after it)."""
+    with _lock:
+        saved = set(_warned)
+        _warned.clear()
+    try:
+        yield
+    finally:
+        with _lock:
+            _warned.update(saved)
+
 
 def report() -> tuple[Hit, ...]:
     """Every legacy pattern hit so far in this process, sorted by pattern, file and line."""
@@ -360,8 +409,13 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
     filename, lineno, module_globals = where.filename, where.lineno, where.module_globals
     key = (pattern_id, filename, lineno)
     policy = current_policy()
+    module = module_globals.get("__name__", "<unknown>")
     with _lock:
         _hits[key] = _hits.get(key, 0) + 1
+        listeners = tuple(_listeners)
+    for listener in listeners:
+        listener(Occurrence(pattern_id, filename, lineno, module), policy)
+    with _lock:
         if policy == "ignore" or (policy == "once" and key in _warned):
             return
         _warned.add(key)
@@ -369,7 +423,6 @@ def warn_legacy(pattern_id: str, *, detail: str = "", site: Site | None = None) 
     category = category_for(pattern)
     if policy == "error":
         raise _warning(category, f"{filename}:{lineno}: {message}", pattern)
-    module = module_globals.get("__name__", "<unknown>")
     if _hidden_by_python_default(category, message, module, lineno):
         # Python hides DeprecationWarning outside __main__ unless told otherwise; a legacy
         # pattern in a user's library module would go unseen. Show it, as "default" would.
@@ -425,17 +478,32 @@ def _matches(pattern: Any, text: str) -> bool:
 _PYTHON_DEFAULT_IGNORE: Final = ("ignore", None, DeprecationWarning, None, 0)
 
 
-def _hidden_by_python_default(category: type[Warning], text: str, module: str, lineno: int) -> bool:
-    """Whether the filter that would handle this warning is the interpreter's default ignore.
-
-    Any filter the user, ``-W`` or pytest installed comes first and is respected.
-    """
-    for action, msg, cat, mod, line in warnings.filters:
+def _first_filter(category: type[Warning], text: str, module: str, lineno: int) -> Any:
+    for item in warnings.filters:
+        _, msg, cat, mod, line = item
         if not issubclass(category, cat):
             continue
         if not _matches(msg, text) or not _matches(mod, module):
             continue
         if line and line != lineno:
             continue
-        return (action, msg, cat, mod, line) == _PYTHON_DEFAULT_IGNORE
-    return False
+        return item
+    return None
+
+
+def filter_action(category: type[Warning], text: str, module: str, lineno: int) -> str:
+    """What the active warning filters do with this warning (``"default"`` if none matches),
+    as nnx_compat applies them: the interpreter's default ignore of DeprecationWarning is
+    overridden (see :func:`_hidden_by_python_default`)."""
+    item = _first_filter(category, text, module, lineno)
+    if item is None or item == _PYTHON_DEFAULT_IGNORE:
+        return "default"
+    return str(item[0])
+
+
+def _hidden_by_python_default(category: type[Warning], text: str, module: str, lineno: int) -> bool:
+    """Whether the filter that would handle this warning is the interpreter's default ignore.
+
+    Any filter the user, ``-W`` or pytest installed comes first and is respected.
+    """
+    return _first_filter(category, text, module, lineno) == _PYTHON_DEFAULT_IGNORE
