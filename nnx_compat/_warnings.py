@@ -506,4 +506,4 @@ def _hidden_by_python_default(category: type[Warning], text: str, module: str, l
 
     Any filter the user, ``-W`` or pytest installed comes first and is respected.
     """
-    return _first_filter(category, text, module, lineno) == _PYTHON_DEFAULT_IGNORE
+    return bool(_first_filter(category, text, module, lineno) == _PYTHON_DEFAULT_IGNORE)

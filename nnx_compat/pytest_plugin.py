@@ -27,7 +27,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -117,7 +117,7 @@ def nnx_compat_hits(request: pytest.FixtureRequest) -> Hits:
     """The legacy flax.nnx pattern hits of this test so far (its setup included), in order;
     empty under ``--nnx-compat=off``."""
     plugin = request.config.pluginmanager.get_plugin("nnx_compat_plugin")
-    if plugin is None:
+    if not isinstance(plugin, Plugin):
         return Hits()
     return plugin.test_hits.get(request.node.nodeid, Hits())
 
@@ -219,7 +219,9 @@ class Plugin:
         return frozenset(allowed)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Iterator[Any]:
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: Any
+    ) -> Generator[None, Any, Any]:
         bad = ""
         try:
             allowed = self._allowed(item)
@@ -235,7 +237,7 @@ class Plugin:
             self.test_hits.pop(item.nodeid, None)
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Iterator[Any]:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
         report = yield
         phase = self.phase
         if phase is not None and phase.bad_marker and call.when == "setup" and report.passed:

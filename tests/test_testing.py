@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 
@@ -31,34 +32,40 @@ def test_call_sites_warned_before_warn_again_inside() -> None:
 
 
 def test_fails_without_the_warning() -> None:
-    with pytest.raises(AssertionError, match="did not run the legacy pattern 'variable-value'"):
-        with assert_legacy("variable-value"):
-            pass
+    with (
+        pytest.raises(AssertionError, match="did not run the legacy pattern 'variable-value'"),
+        assert_legacy("variable-value"),
+    ):
+        pass
 
 
 def test_other_warnings_pass_through() -> None:
-    with pytest.warns(UserWarning, match="unrelated"):
-        with assert_legacy("optimizer-update-grads"):
-            _update_grads()
-            warnings.warn("unrelated", UserWarning, stacklevel=1)
+    with pytest.warns(UserWarning, match="unrelated"), assert_legacy("optimizer-update-grads"):
+        _update_grads()
+        warnings.warn("unrelated", UserWarning, stacklevel=1)
 
 
 def test_fails_when_the_warning_names_another_file() -> None:
-    with pytest.raises(AssertionError, match=r"warned at elsewhere\.py:3, not in the caller's"):
-        with assert_legacy("optimizer-update-grads"):
-            warn_legacy("optimizer-update-grads", site=Site("elsewhere.py", 3))
+    with (
+        pytest.raises(AssertionError, match=r"warned at elsewhere\.py:3, not in the caller's"),
+        assert_legacy("optimizer-update-grads"),
+    ):
+        warn_legacy("optimizer-update-grads", site=Site("elsewhere.py", 3))
 
 
 def test_under_the_error_policy_the_block_must_raise() -> None:
-    with nnx_compat.warnings_policy("error"):
-        with assert_legacy("optimizer-update-grads"):
-            _update_grads()
-        with pytest.raises(AssertionError, match="did not raise"):
-            with assert_legacy("optimizer-update-grads"):
-                pass
-        with pytest.raises(nnx_compat.NNXCompatDeprecationWarning, match="rngs-fork-splits"):
-            with assert_legacy("optimizer-update-grads"):  # another pattern's error propagates
-                warn_legacy("rngs-fork-splits")
+    def error() -> Any:
+        return nnx_compat.warnings_policy("error")
+
+    with error(), assert_legacy("optimizer-update-grads"):
+        _update_grads()
+    not_raised = pytest.raises(AssertionError, match="did not raise")
+    with error(), not_raised, assert_legacy("optimizer-update-grads"):
+        pass
+    # another pattern's error propagates
+    other = pytest.raises(nnx_compat.NNXCompatDeprecationWarning, match="rngs-fork-splits")
+    with error(), other, assert_legacy("optimizer-update-grads"):
+        warn_legacy("rngs-fork-splits")
 
 
 def test_unknown_ids_are_named() -> None:

@@ -48,12 +48,16 @@ def check_wheel(path: Path) -> list[str]:
         names = set(wheel.namelist())
         (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = Parser().parsestr(wheel.read(metadata_name).decode())
+        (entry_points_name,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        entry_points = wheel.read(entry_points_name).decode()
     missing = sorted(package_files() - names)
     if missing:
         problems.append(f"wheel lacks {missing}")
     leaked = sorted(n for n in names if n.split("/")[0] in SDIST_TREES)
     if leaked:
         problems.append(f"wheel holds repository files {leaked[:5]}")
+    if "[pytest11]\nnnx_compat = nnx_compat.pytest_plugin" not in entry_points:
+        problems.append("wheel lacks the pytest11 entry point of the plugin")
     if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
         problems.append("wheel lacks the LICENSE file")
     if metadata.get("License-Expression") != "Apache-2.0":
