@@ -14,8 +14,9 @@ are never computed. :func:`legacy_checkpoint` goes the other way, to the layout 
 writes. Nothing here reads or writes files; the ``nnx-compat fix-checkpoint`` command does.
 
 The package: :mod:`.layout` (what each flax writes, read as ``path -> array``, and the errors),
-:mod:`.fix` (0.10 -> installed) and :mod:`.legacy` (installed -> 0.10). Reading and writing
-files, and verifying a converted checkpoint, is the ``nnx-compat fix-checkpoint`` command's.
+:mod:`.fix` (0.10 -> installed), :mod:`.legacy` (installed -> 0.10) and :mod:`.verify` (a
+converted checkpoint against its source, bit for bit). Reading and writing files is the
+``nnx-compat fix-checkpoint`` command's.
 """
 
 from __future__ import annotations

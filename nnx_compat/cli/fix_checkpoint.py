@@ -20,9 +20,11 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from nnx_compat._bits import is_key, same_bits
+if TYPE_CHECKING:  # the command imports jax only when it runs
+    from nnx_compat._checkpoint.verify import Plan
+
 
 __all__ = ["add_parser", "run"]
 
@@ -323,64 +325,7 @@ def _size(nbytes: int) -> str:
 # --------------------------------------------------------------------------- arrays
 
 
-def _nbytes(array: Any) -> int:
-    import jax
-
-    if is_key(array):
-        array = jax.random.key_data(array)
-    return int(array.size) * int(array.dtype.itemsize)
-
-
 # --------------------------------------------------------------------------- the command
-
-
-class _Plan:
-    """What to save, and where each of its arrays comes from in SRC.
-
-    Attributes:
-        tree: The pytree saved to DST.
-        written: ``path -> array`` of ``tree``.
-        renames: ``(DST prefix, SRC prefix)`` pairs: an array at ``DST prefix + rest`` is SRC's
-            ``SRC prefix + rest``, first match wins.
-        ignored: SRC paths that are not expected in DST (besides RNG state).
-        unchanged: SRC needed no conversion; then RNG state is carried over too.
-    """
-
-    def __init__(
-        self,
-        tree: Any,
-        written: dict[str, Any],
-        renames: tuple[tuple[str, str], ...] = (("", ""),),
-        ignored: tuple[str, ...] = (),
-        unchanged: bool = False,
-    ) -> None:
-        self.tree = tree
-        self.written = written
-        self.renames = renames
-        self.ignored = ignored
-        self.unchanged = unchanged
-
-    def source(self, path: str, src: Mapping[str, Any]) -> str | None:
-        """The SRC path DST's ``path`` must equal bit for bit, or None for fresh RNG state."""
-        from nnx_compat import _checkpoint
-
-        for dst_prefix, src_prefix in self.renames:
-            if path.startswith(dst_prefix):
-                candidate = src_prefix + path[len(dst_prefix) :]
-                if candidate in src and (self.unchanged or not _checkpoint.is_rng_path(candidate)):
-                    return candidate
-        return None
-
-    def carried(self, src: Mapping[str, Any]) -> set[str]:
-        """The SRC paths that must arrive in DST."""
-        from nnx_compat import _checkpoint
-
-        return {
-            path
-            for path in src
-            if (self.unchanged or not _checkpoint.is_rng_path(path))
-            and not path.startswith(self.ignored)
-        }
 
 
 def _optimizer_layout(flat: Mapping[str, Any]) -> bool:
@@ -391,9 +336,10 @@ def _optimizer_layout(flat: Mapping[str, Any]) -> bool:
 
 def _convert(
     raw: Any, flat: dict[str, Any], args: argparse.Namespace, factory: Any, tx: Any, wrt: Any
-) -> tuple[_Plan, str | None]:
+) -> tuple[Plan, str | None]:
     """The plan for DST, and a note when SRC needed no conversion."""
     from nnx_compat import _checkpoint, _versions
+    from nnx_compat._checkpoint.verify import Plan
 
     nnx = _versions.import_nnx()
     default, streams = parse_rngs(args.rngs)
@@ -408,10 +354,10 @@ def _convert(
                 raw["model"], factory, rngs=rngs(), optimizer=raw["optimizer"]
             )
             renames = (("model/", "model/"), ("", "optimizer/"))
-            return _Plan(tree, read(tree), renames, ignored=("optimizer/model/",)), None
+            return Plan(tree, read(tree), renames, ignored=("optimizer/model/",)), None
         tree = _checkpoint.legacy_checkpoint(raw, factory, rngs=rngs())
-        return _Plan(tree, read(tree)), None
-    unchanged = _Plan(raw, flat, unchanged=True)
+        return Plan(tree, read(tree)), None
+    unchanged = Plan(raw, flat, unchanged=True)
     flax = _versions.detect().flax
     if _optimizer_layout(flat):
         try:
@@ -446,8 +392,8 @@ def _convert(
         written.update((f"optimizer/{p}", v) for p, v in read(fixed.optimizer).items())
         # flax 0.10's Optimizer holds its model: optimizer/model/... is SRC's model/... too
         halves = (("model/", "model/"), ("optimizer/model/", "model/"), ("optimizer/", ""))
-        return _Plan(tree, written, halves), None
-    return _Plan(fixed, read(fixed)), None
+        return Plan(tree, written, halves), None
+    return Plan(fixed, read(fixed)), None
 
 
 @contextlib.contextmanager
@@ -498,42 +444,18 @@ def _save(ckptr: Any, path: Path, tree: Any) -> None:
 
 
 def _verify(
-    plan: _Plan, src: Mapping[str, Any], dst: Mapping[str, Any], progress: Progress
+    plan: Plan, src: Mapping[str, Any], dst: Mapping[str, Any], progress: Progress
 ) -> tuple[int, int, int]:
-    """Compares DST with SRC; returns (arrays from SRC, their bytes, fresh RNG arrays)."""
-    problems: list[str] = []
-    missing = sorted(set(plan.written) - set(dst))
-    extra = sorted(set(dst) - set(plan.written))
-    if missing:
-        problems.append(f"missing from DST: {', '.join(missing)}")
-    if extra:
-        problems.append(f"in DST but not written: {', '.join(extra)}")
-    verified = nbytes = fresh = 0
-    seen: set[str] = set()  # the SRC paths found in DST, equal or not
+    """Compares DST with SRC (:func:`nnx_compat._checkpoint.verify.verify`), counting progress."""
+    from nnx_compat._checkpoint.verify import VerificationError, verify
+
     progress.start_counting()
-    paths = sorted(set(dst) & set(plan.written))
-    for k, path in enumerate(paths, 1):
-        origin = plan.source(path, src)
-        if origin is None:  # RNG state, initialised afresh: DST holds what was written
-            fresh += 1
-            if not same_bits(dst[path], plan.written[path]):
-                problems.append(f"{path}: the RNG state read back is not the one written")
-        elif same_bits(dst[path], src[origin]):
-            verified += 1
-            nbytes += _nbytes(src[origin])
-            seen.add(origin)
-        else:
-            seen.add(origin)
-            problems.append(f"{path}: differs from SRC's {origin}")
-        progress.count("verifying", k, len(paths))
-    lost = sorted(plan.carried(src) - seen)
-    if lost:
-        problems.append(f"not carried over from SRC: {', '.join(lost)}")
-    if problems:
-        shown = "\n  ".join(problems[:12])
-        more = f"\n  and {len(problems) - 12} more" if len(problems) > 12 else ""
-        raise _failed(f"DST did not verify; nothing was written:\n  {shown}{more}")
-    return verified, nbytes, fresh
+    try:
+        return verify(plan, src, dst, lambda k, n: progress.count("verifying", k, n))
+    except VerificationError as err:
+        shown = "\n  ".join(err.problems[:12])
+        more = f"\n  and {len(err.problems) - 12} more" if len(err.problems) > 12 else ""
+        raise _failed(f"DST did not verify; nothing was written:\n  {shown}{more}") from None
 
 
 def _install(staged: Path, dst: Path, staging: Path) -> None:
@@ -551,6 +473,8 @@ def _install(staged: Path, dst: Path, staging: Path) -> None:
 
 
 def _command(args: argparse.Namespace, progress: Progress) -> int:
+    from nnx_compat._checkpoint.verify import array_nbytes
+
     if args.to_legacy and (args.tx or args.wrt):
         raise _usage(
             "--tx and --wrt are for converting to the installed structure, not with "
@@ -580,7 +504,7 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
         with ocp.StandardCheckpointer() as ckptr:
             with progress.stage("restoring SRC") as line:
                 raw, flat = _restore(ckptr, src, "SRC")
-                total = sum(_nbytes(a) for a in flat.values())
+                total = sum(array_nbytes(a) for a in flat.values())
                 line.append(f"restored SRC: {len(flat)} arrays, {_size(total)}")
             with progress.stage("converting") as line:
                 try:
