@@ -56,6 +56,12 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     _variables.patch()
     _state.patch()
     _sharding.patch_bridge()
+    # the 0.12 API on an older flax: backports where flax lacks the name (never a warning)
+    from nnx_compat import _added
+
+    for name, backport in _added.BACKPORTS.items():
+        if name not in vars(upstream):
+            namespace[name] = backport
     namespace["__all__"] = sorted(set(names) | set(shimmed))
     namespace["__getattr__"] = _fallback(upstream, own_name)
     namespace["__dir__"] = lambda: sorted(set(namespace["__all__"]) | set(vars(upstream)))
@@ -71,6 +77,10 @@ def _fallback(upstream: types.ModuleType, own_name: str) -> Callable[[str], Any]
         try:
             return getattr(upstream, name)
         except AttributeError:
+            from nnx_compat import _added
+
+            if name in _added.ADDED:  # a name of a later flax: the release it needs
+                raise _added.missing(name) from None
             raise AttributeError(
                 f"module {own_name!r} has no attribute {name!r} "
                 f"(neither has flax.nnx of the installed flax)"

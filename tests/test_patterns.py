@@ -7,7 +7,7 @@ import pytest
 
 from nnx_compat import _patterns, _versions, _warnings
 from nnx_compat._patterns import PATTERNS, SHIMS, Pattern
-from nnx_compat.cli.patterns import markdown_table
+from nnx_compat.cli.patterns import added_table, markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -77,6 +77,15 @@ def test_readme_table_is_generated_from_the_table() -> None:
     end = text.index("<!-- patterns:end -->")
     assert text[start:end].strip() == markdown_table(), (
         "README's table is stale: regenerate it with `python -m nnx_compat patterns --markdown`"
+    )
+
+
+def test_readme_table_of_added_names_is_generated() -> None:
+    text = README.read_text()
+    start = text.index("<!-- added:begin -->") + len("<!-- added:begin -->")
+    end = text.index("<!-- added:end -->")
+    assert text[start:end].strip() == added_table(), (
+        "README's table is stale: regenerate it with `python -m nnx_compat patterns --added`"
     )
 
 

@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     fmt = patterns_cmd.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="as the README's table")
     fmt.add_argument("--json", action="store_true", help="as JSON")
+    patterns_cmd.add_argument(
+        "--added",
+        action="store_true",
+        help="the names flax 0.11 and 0.12 added, and how each is served on older flax",
+    )
     patterns_cmd.set_defaults(func=patterns.command)
     fix_checkpoint.add_parser(sub)
     check.add_parser(sub)

@@ -8,7 +8,10 @@ import json
 
 from nnx_compat import _patterns
 
-__all__ = ["command", "markdown_table"]
+__all__ = ["added_table", "command", "markdown_table"]
+
+#: The release of each generation the README's availability columns describe.
+_GENERATIONS = (("0.10", "0.10.7"), ("0.11", "0.11.2"))
 
 
 def markdown_table() -> str:
@@ -33,6 +36,36 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def _served(name: str, release: str, pinned: str) -> str:
+    from nnx_compat import _added
+    from nnx_compat._versions import parse_version
+
+    if parse_version(release) <= parse_version(pinned):
+        return "flax's"
+    if name in _added.SUBMODULE_SINCE:
+        return "flax's submodule"
+    if name in _added.BACKPORTS:
+        return "backport"
+    if name in _patterns.SHIMS:
+        return "nnx_compat"
+    return f"error: needs {release}"
+
+
+def added_table() -> str:
+    """The README's table of the names flax 0.11 and 0.12 added, and what ``nnx_compat.nnx``
+    serves for each on flax 0.10 and 0.11 (generated from ``nnx_compat._added``)."""
+    from nnx_compat import _added
+
+    rows = [
+        "| name | added in flax | on flax 0.10 | on flax 0.11 |",
+        "|---|---|---|---|",
+    ]
+    for name, release in sorted(_added.ADDED.items(), key=lambda kv: (kv[1], kv[0].lower())):
+        cells = [_served(name, release, pinned) for _, pinned in _GENERATIONS]
+        rows.append(f"| `nnx.{name}` | {release} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def _check(p: _patterns.Pattern) -> str:
     return "run time only" if p.static else "found"
 
@@ -46,8 +79,10 @@ def _migrate(p: _patterns.Pattern) -> str:
 
 
 def command(args: argparse.Namespace) -> int:
-    """``nnx-compat patterns [--markdown|--json]``."""
-    if args.markdown:
+    """``nnx-compat patterns [--markdown|--json] [--added]``."""
+    if args.added:
+        print(added_table())
+    elif args.markdown:
         print(markdown_table())
     elif args.json:
         print(

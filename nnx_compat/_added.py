@@ -1,0 +1,223 @@
+"""The new API on the old flax: the names flax 0.11 and 0.12 added to ``flax.nnx``.
+
+:data:`ADDED` lists every public name of flax 0.12.8's ``nnx`` that flax 0.10.7 lacks, with the
+release that added it (read from the flax sources at each release tag; a test checks the list
+against the API snapshots in ``tools/api``). On a flax without the name, ``nnx_compat.nnx``
+either serves a backport with the 0.12 behaviour (:data:`BACKPORTS`, plus the shims of the
+pattern table: ``ModelAndOptimizer``, ``data``, ``List``, ``Dict``, ``Pytree``, ``fork_rngs``),
+or raises an ``AttributeError`` that names the release the name needs and, where there is one,
+what to use instead (:data:`INSTEAD`). A backport is new behaviour: it never warns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+from nnx_compat import _versions
+
+__all__ = ["ADDED", "BACKPORTS", "INSTEAD", "SUBMODULE_SINCE", "missing"]
+
+#: Every name flax 0.11.0 - 0.12.8 added to ``flax.nnx``, and the first release with it.
+ADDED: Final[Mapping[str, str]] = {
+    "Data": "0.11.0",
+    "ModelAndOptimizer": "0.11.0",
+    "OptArray": "0.11.0",
+    "OptVariable": "0.11.0",
+    "data": "0.11.0",
+    "fork_rngs": "0.11.0",
+    "register_data_type": "0.11.0",
+    "Pytree": "0.11.1",
+    "object": "0.11.1",
+    "pytreelib": "0.11.1",
+    "find_duplicates": "0.11.2",
+    "get_abstract_model": "0.11.2",
+    "identity": "0.11.2",
+    "logical_axis_rules": "0.11.2",
+    "InstanceNorm": "0.12.0",
+    "List": "0.12.0",
+    "PReLU": "0.12.0",
+    "check_pytree": "0.12.0",
+    "flatten": "0.12.0",
+    "is_data": "0.12.0",
+    "unflatten": "0.12.0",
+    "FlatState": "0.12.1",
+    "SpectralNorm": "0.12.1",
+    "WeightNorm": "0.12.1",
+    "iter_children": "0.12.1",
+    "iter_modules": "0.12.1",
+    "recursive_map": "0.12.1",
+    "restore_int_paths": "0.12.1",
+    "set_metadata": "0.12.1",
+    "use_eager_sharding": "0.12.1",
+    "using_eager_sharding": "0.12.1",
+    "var_defaults": "0.12.3",
+    "vars_as": "0.12.3",
+    "view": "0.12.4",
+    "view_info": "0.12.4",
+    "graph": "0.12.5",
+    "graphlib": "0.12.5",
+    "has_data": "0.12.5",
+    "jit_partial": "0.12.5",
+    "jvp": "0.12.5",
+    "vjp": "0.12.5",
+    "abstract_with_sharding": "0.12.6",
+    "capture": "0.12.6",
+    "compat": "0.12.6",
+    "map": "0.12.6",
+    "set_graph_mode": "0.12.6",
+    "set_graph_updates": "0.12.6",
+    "transform_metadata": "0.12.6",
+    "with_attributes": "0.12.6",
+    "as_abstract": "0.12.7",
+    "deprecations": "0.12.7",
+    "as_pure": "0.12.7",
+    "iter_module_children": "0.12.7",
+    "make_jaxpr": "0.12.7",
+    "prefix": "0.12.7",
+    "unpack": "0.12.7",
+    "with_rngs": "0.12.7",
+    "EMA": "0.12.8",
+    "with_vars": "0.12.8",
+}
+
+#: Names that older flax releases already had as a submodule of ``flax.nnx`` (imported with
+#: it), before exporting them: the first release that had the submodule.
+SUBMODULE_SINCE: Final[Mapping[str, str]] = {"graph": "0.10.0", "object": "0.10.0"}
+
+#: What to use on a flax that lacks a name, where something does the same.
+INSTEAD: Final[Mapping[str, str]] = {
+    "Data": "nnx.data(value) on the attribute",
+    "OptArray": "nnx.optimizer.OptState",
+    "OptVariable": "nnx.optimizer.OptState",
+    "find_duplicates": "compare id() of the values nnx.iter_graph(node) yields",
+    "get_abstract_model": "nnx.eval_shape(lambda: Model(...))",
+    "identity": "lambda x: x",
+    "FlatState": "nnx.to_flat_state(state)",
+    "flatten": "nnx.graph.flatten(node)",
+    "unflatten": "nnx.graph.unflatten(graphdef, state)",
+    "set_metadata": "variable.metadata / the Variable's keyword arguments",
+    "graphlib": "nnx.graph",
+    "pytreelib": "nnx.object (flax 0.10's module of nnx.Object)",
+    "graph": "nnx.graph (the submodule)",
+    "jvp": "jax.jvp over nnx.split(model)'s state, then nnx.merge",
+    "vjp": "jax.vjp over nnx.split(model)'s state, then nnx.merge",
+    "make_jaxpr": "jax.make_jaxpr over nnx.split(model)'s state",
+    "set_graph_mode": "graph mode, the only mode before flax 0.12.6",
+    "map": "jax.tree.map over nnx.state(model), then nnx.update(model, state)",
+}
+
+
+# --------------------------------------------------------------------------- backports
+
+
+def iter_modules(module: Any, /, *, graph: bool | None = None) -> Iterator[tuple[Any, Any]]:
+    """flax 0.12.1's ``nnx.iter_modules(module)``: ``(path, module)`` of every nested Module,
+    the argument last (``module.iter_modules()`` before). Graph mode only (``graph=False``
+    needs flax 0.12.6)."""
+    _graph_mode_only("iter_modules", graph)
+    yield from module.iter_modules()
+
+
+def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[Any, Any]]:
+    """flax 0.12.1's ``nnx.iter_children(node)``: ``(key, child)`` of the node's immediate
+    children that are graph nodes or Variables, by key (``Module.iter_children()`` before
+    yielded Modules only)."""
+    _graph_mode_only("iter_children", graph)
+    nnx = _versions.import_nnx()
+    impl = nnx.graph.get_node_impl(node)
+    if impl is None:
+        raise ValueError(f"Expected a graph node, got {type(node).__name__}.")
+    for key, value in impl.node_dict(node).items():
+        if isinstance(key, str) and key.startswith("_"):
+            continue
+        if nnx.graph.is_graph_node(value) or isinstance(value, _versions.variable_leaf_types()):
+            yield key, value
+
+
+def is_data(value: Any, /) -> bool:
+    """flax 0.12.0's ``nnx.is_data``: arrays, Variables, graph nodes (Modules, Rngs, ...) and
+    registered data types are data; strings, numbers and containers are not."""
+    nnx = _versions.import_nnx()
+    registry = getattr(getattr(nnx, "pytreelib", None), "DATA_REGISTRY", ())
+    return bool(
+        nnx.graph.is_node_leaf(value) or nnx.graph.is_graph_node(value) or type(value) in registry
+    )
+
+
+def has_data(value: Any, /) -> list[Any]:
+    """flax 0.12.5's ``nnx.has_data``: the data leaves of a pytree (each shared one once)."""
+    import jax
+
+    visited: set[int] = set()
+
+    def is_leaf(x: Any) -> bool:
+        if id(x) in visited:
+            return True
+        visited.add(id(x))
+        return is_data(x)
+
+    return [leaf for leaf in jax.tree.leaves(value, is_leaf=is_leaf) if is_data(leaf)]
+
+
+_eager: contextvars.ContextVar[bool] = contextvars.ContextVar("nnx_compat_eager", default=False)
+
+
+class use_eager_sharding:
+    """flax 0.12.1's ``nnx.use_eager_sharding(value)`` on an older flax, which never shards a
+    Variable when it is created: ``False`` (a setting, or a ``with`` block) is what that flax
+    does; ``True`` raises, naming the release that has it."""
+
+    def __init__(self, value: bool) -> None:
+        if value:
+            raise ValueError(
+                "eager sharding needs flax 0.12.0 or newer; on flax "
+                f"{_versions.installed_version('flax')} Variables are sharded by "
+                "nnx.get_partition_spec and jax.lax.with_sharding_constraint, not when created"
+            )
+        self._token = _eager.set(False)
+
+    def __enter__(self) -> use_eager_sharding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(ValueError):
+            _eager.reset(self._token)
+
+
+def using_eager_sharding() -> bool:
+    """flax 0.12.1's ``nnx.using_eager_sharding()``: always False before flax 0.12."""
+    return _eager.get()
+
+
+def _graph_mode_only(name: str, graph: bool | None) -> None:
+    if graph not in (None, True):
+        raise TypeError(
+            f"nnx.{name}(..., graph={graph!r}) needs flax 0.12.6 or newer (tree mode); flax "
+            f"{_versions.installed_version('flax')} has graph mode only: drop graph="
+        )
+
+
+#: Names served where the installed flax lacks them, with flax 0.12's behaviour.
+BACKPORTS: Final[Mapping[str, Any]] = {
+    "iter_modules": iter_modules,
+    "iter_children": iter_children,
+    "is_data": is_data,
+    "has_data": has_data,
+    "use_eager_sharding": use_eager_sharding,
+    "using_eager_sharding": using_eager_sharding,
+}
+
+
+def missing(name: str) -> AttributeError:
+    """The error for a name of flax 0.11/0.12 that the installed flax lacks and nnx_compat
+    does not serve."""
+    release = ADDED[name]
+    installed = _versions.installed_version("flax")
+    instead = f"; on flax {installed} use {INSTEAD[name]}" if name in INSTEAD else ""
+    return AttributeError(
+        f"nnx.{name} needs flax {release} or newer (flax {installed} is installed){instead}. "
+        f"Upgrade flax (pip install 'flax>={release}') for it."
+    )

@@ -1,0 +1,141 @@
+"""The new API on the old flax: every name flax 0.11 and 0.12 added to ``flax.nnx`` is served
+by nnx_compat on an older flax (natively, by a shim, or by a backport with flax 0.12's
+behaviour), or raises an AttributeError naming the release it needs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nnx_compat import _added, _patterns, _versions, nnx
+
+upstream = _versions.import_nnx()
+API = Path(__file__).resolve().parents[1] / "tools" / "api"
+
+
+def _public(snapshot: str) -> set[str]:
+    names = json.loads((API / snapshot).read_text())["api"]
+    return {n.split(".", 1)[1] for n in names if n.count(".") == 1}
+
+
+def test_the_table_is_every_name_the_api_snapshots_add() -> None:
+    added = _public("flax-0.12.8.json") - _public("flax-0.10.7.json")
+    listed = set(_added.ADDED)
+    assert added <= listed | {"graph", "graphlib", "object"} | _submodules()
+    assert listed - added <= {"graph", "graphlib", "object"} | _submodules(), listed - added
+    for release in _added.ADDED.values():
+        assert _versions.parse_version(release) >= _versions.parse_version("0.11.0")
+
+
+def _submodules() -> set[str]:
+    return {"compat"}
+
+
+@pytest.mark.parametrize("name", sorted(_added.ADDED))
+def test_each_added_name_is_served_or_names_its_release(name: str) -> None:
+    release = _added.ADDED[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new API never warns
+        try:
+            value = getattr(nnx, name)
+        except AttributeError as error:
+            assert f"needs flax {release} or newer" in str(error)
+            assert name not in vars(upstream) and name not in _added.BACKPORTS
+            assert name not in _patterns.SHIMS
+            if name in _added.INSTEAD:
+                assert _added.INSTEAD[name] in str(error)
+            return
+    if name in vars(upstream) and name not in _patterns.SHIMS:
+        assert value is getattr(upstream, name)  # native where flax has it
+    elif name in _added.BACKPORTS and name not in vars(upstream):
+        assert value is _added.BACKPORTS[name]
+    assert (
+        _versions.installed_at_least(release)
+        or name not in vars(upstream)
+        or (
+            name in ("graph", "object")  # submodules older than their export
+        )
+    )
+
+
+def test_a_name_no_flax_has_is_a_plain_attribute_error() -> None:
+    with pytest.raises(AttributeError, match=r"neither has flax\.nnx"):
+        nnx.no_such_name  # noqa: B018
+
+
+# --- the backports, against flax 0.12.8's own results (asserted natively there too) ---------
+
+
+class Sub(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.z = nnx.Linear(1, 1, rngs=rngs)
+        self.a = nnx.Param(jnp.ones(1))
+        self.m = nnx.BatchNorm(1, rngs=rngs)
+        self.k = 3
+
+
+class Block(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.sub = Sub(rngs)
+        self.b = nnx.Linear(1, 1, rngs=rngs)
+        self.r = rngs
+
+
+def _names(pairs: object) -> list[tuple[object, str]]:
+    return [(key, type(value).__name__) for key, value in pairs]  # type: ignore[attr-defined]
+
+
+def test_iter_modules_and_iter_children_as_on_flax_012() -> None:
+    block = Block(nnx.Rngs(0))
+    modules = [
+        (("b",), "Linear"),
+        (("sub", "m"), "BatchNorm"),
+        (("sub", "z"), "Linear"),
+        (("sub",), "Sub"),
+        ((), "Block"),
+    ]
+    assert _names(nnx.iter_modules(block)) == modules
+    assert _names(nnx.iter_children(block.sub)) == [
+        ("a", "Param"),
+        ("m", "BatchNorm"),
+        ("z", "Linear"),
+    ]
+    assert _names(nnx.iter_children(block)) == [("b", "Linear"), ("r", "Rngs"), ("sub", "Sub")]
+    if "iter_modules" not in vars(upstream):
+        with pytest.raises(TypeError, match=r"needs flax 0\.12\.6"):
+            list(nnx.iter_modules(block, graph=False))
+
+
+def test_is_data_and_has_data_as_on_flax_012() -> None:
+    block = Block(nnx.Rngs(0))
+    data = [jnp.array(0), np.zeros(1), nnx.Param(1.0), nnx.Rngs(2), block]
+    static = ["hello", 42, 1.5, [1, 2.0, 3j, jnp.array(1)], {"a": jnp.ones(1)}, None]
+    assert [nnx.is_data(x) for x in data] == [True] * len(data)
+    assert [nnx.is_data(x) for x in static] == [False] * len(static)
+    shared = jnp.ones(2)
+    found = nnx.has_data({"a": shared, "b": [shared, "x", 3], "c": nnx.Param(2.0)})
+    # as flax 0.12 does: a shared leaf is found at each place it is
+    assert len(found) == 3 and found[0] is shared and found[1] is shared
+    assert nnx.has_data(["x", 1]) == []
+
+
+def test_use_eager_sharding_false_is_what_an_old_flax_does() -> None:
+    with nnx.use_eager_sharding(False):
+        assert nnx.using_eager_sharding() is False
+        layer = nnx.Linear(
+            2,
+            4,
+            kernel_init=nnx.with_partitioning(nnx.initializers.ones, (None, "m")),
+            rngs=nnx.Rngs(0),
+        )
+    assert jax.tree.leaves(nnx.state(layer))[1].shape == (2, 4)
+    if "use_eager_sharding" not in vars(upstream):
+        with pytest.raises(ValueError, match=r"eager sharding needs flax 0\.12\.0"):
+            nnx.use_eager_sharding(True)
+        assert nnx.using_eager_sharding() is False
