@@ -91,6 +91,34 @@ class RNN(_nnx.RNN):
     @overload
     def __init__(self, cell: _Any, **kwargs: _Any) -> None: ...
 
+class MultiHeadAttention(_nnx.MultiHeadAttention):
+    @overload
+    @deprecated(
+        "nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features, "
+        "in_kv_features, ...) is deprecated since flax 0.12.6 (num_kv_heads was inserted "
+        "before in_kv_features): pass the options by keyword [nnx-compat: mha-positional]"
+    )
+    def __init__(
+        self,
+        num_heads: int,
+        in_features: int,
+        qkv_features: int | None,
+        out_features: int | None,
+        in_kv_features: int | None,
+        /,
+        *args: _Any,
+        **kwargs: _Any,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        num_heads: int,
+        in_features: int,
+        qkv_features: int | None = None,
+        out_features: int | None = None,
+        **kwargs: _Any,
+    ) -> None: ...
+
 @deprecated(
     "nnx.VariableState(nnx.Param, value) is deprecated since flax 0.11.0: use nnx.Param(value) "
     "[nnx-compat: variable-state]"

@@ -33,6 +33,10 @@ cell = nnx.LSTMCell(2, 3, rngs=rngs)
 rnn = nnx.RNN(cell, True)  # legacy
 rnn = nnx.RNN(cell, time_major=True)
 
+attention = nnx.MultiHeadAttention(2, 4, 8, 4, 4, rngs=rngs)  # legacy
+attention = nnx.MultiHeadAttention(2, 4, 8, 4, in_kv_features=4, rngs=rngs)
+attention = nnx.MultiHeadAttention(2, 4, qkv_features=8, rngs=rngs)
+
 state = nnx.VariableState(nnx.Param, 1.0)  # legacy
 variable = nnx.Param(1.0)
 split = nnx.fork(nnx.state(rngs), ..., 4)  # legacy
