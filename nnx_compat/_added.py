@@ -200,6 +200,126 @@ def _graph_mode_only(name: str, graph: bool | None) -> None:
         )
 
 
+# --------------------------------------------------------------------------- RNG methods
+
+#: flax 0.12's sampling methods of ``Rngs`` and ``RngStream`` (``rngs.normal(shape)``,
+#: ``rngs.params.uniform(shape)``): ``jax.random.<name>(stream(), ...)`` (flax 0.11.0).
+RANDOM_METHODS: Final = (
+    "bits", "uniform", "randint", "permutation", "choice", "normal", "multivariate_normal",
+    "truncated_normal", "bernoulli", "beta", "cauchy", "dirichlet", "exponential", "gamma",
+    "loggamma", "poisson", "gumbel", "categorical", "laplace", "logistic", "pareto", "t",
+    "chisquare", "f", "rademacher", "maxwell", "double_sided_maxwell", "weibull_min",
+    "orthogonal", "generalized_normal", "ball", "rayleigh", "wald", "geometric", "triangular",
+    "lognormal", "binomial", "multinomial",
+)  # fmt: skip
+#: flax 0.12's keyless initializers (``rngs.lecun_normal()(shape)``).
+INITIALIZER_METHODS: Final = (
+    "delta_orthogonal", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
+    "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform", "variance_scaling",
+    "xavier_normal", "xavier_uniform",
+)  # fmt: skip
+
+
+def _random_method(name: str, sample: Any) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return sample(self(), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``jax.random.{name}`` with the next key of this stream (flax 0.12)."
+    return method
+
+
+def _initializer_method(name: str, constructor: Any) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        init = constructor(*args, **kwargs)
+
+        def keyless(*init_args: Any, **init_kwargs: Any) -> Any:
+            return init(self(), *init_args, **init_kwargs)
+
+        return keyless
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``initializers.{name}(...)`` taking its key from this stream (flax 0.12)."
+    return method
+
+
+def _stream_split(self: Any, k: int | tuple[int, ...]) -> Any:
+    """flax 0.12.6's ``RngStream.split(k)``: a new stream of ``k`` keys split from the next key."""
+    import jax
+
+    return type(self)(key=jax.random.split(self(), k), tag=self.tag)
+
+
+def _stream_broadcast(self: Any, k: int | tuple[int, ...]) -> Any:
+    """flax 0.12.6's ``RngStream.broadcast(k)``: a new stream of the next key repeated to
+    shape ``k``."""
+    import jax.numpy as jnp
+
+    key = self()
+    shape = (k,) if isinstance(k, int) else tuple(k)
+    return type(self)(key=jnp.broadcast_to(key, shape + key.shape), tag=self.tag)
+
+
+def _rngs_broadcast(self: Any, k: Any) -> Any:
+    """flax 0.12.6's ``Rngs.broadcast(k)``: a new ``Rngs`` whose selected streams hold the next
+    key broadcast to ``k`` (an int, a shape, None, or a mapping of filters to those)."""
+    nnx = _versions.import_nnx()
+    spec = k if isinstance(k, Mapping) else {...: k}
+    predicates = {nnx.filterlib.to_predicate(f): v for f, v in spec.items()}
+    streams: dict[str, Any] = {}
+    for name in self:
+        stream = getattr(self, name)
+        for predicate, shape in predicates.items():
+            if predicate((), stream):
+                streams[name] = stream if shape is None else stream.broadcast(shape)
+                break
+        else:
+            streams[name] = stream
+    return nnx.Rngs(**streams)
+
+
+_patched: list[tuple[type, str]] = []
+
+
+def patch() -> None:
+    """Gives flax's ``Rngs`` and ``RngStream`` the methods of flax 0.12 they lack (flax 0.10:
+    the sampling and initializer methods; before 0.12.6: ``split`` and ``broadcast`` of a
+    stream, ``broadcast`` of an ``Rngs``). A stream whose name is a method's stays the stream:
+    an ``Rngs`` keeps its streams in the instance, which comes first."""
+    if _patched:
+        return
+    import jax
+
+    nnx = _versions.import_nnx()
+    methods: dict[str, Any] = {}
+    for name in RANDOM_METHODS:
+        if hasattr(jax.random, name):
+            methods[name] = _random_method(name, getattr(jax.random, name))
+    for name in INITIALIZER_METHODS:
+        if hasattr(nnx.initializers, name):
+            methods[name] = _initializer_method(name, getattr(nnx.initializers, name))
+    for cls in (nnx.Rngs, nnx.RngStream):
+        for name, method in methods.items():
+            if not hasattr(cls, name):
+                setattr(cls, name, method)
+                _patched.append((cls, name))
+    for cls, name, method in (
+        (nnx.RngStream, "split", _stream_split),
+        (nnx.RngStream, "broadcast", _stream_broadcast),
+        (nnx.Rngs, "broadcast", _rngs_broadcast),
+    ):
+        if name not in vars(cls):
+            setattr(cls, name, method)
+            _patched.append((cls, name))
+
+
+def restore() -> None:
+    """Removes what :func:`patch` added."""
+    while _patched:
+        cls, name = _patched.pop()
+        delattr(cls, name)
+
+
 #: Names served where the installed flax lacks them, with flax 0.12's behaviour.
 BACKPORTS: Final[Mapping[str, Any]] = {
     "iter_modules": iter_modules,

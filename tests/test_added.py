@@ -139,3 +139,41 @@ def test_use_eager_sharding_false_is_what_an_old_flax_does() -> None:
         with pytest.raises(ValueError, match=r"eager sharding needs flax 0\.12\.0"):
             nnx.use_eager_sharding(True)
         assert nnx.using_eager_sharding() is False
+
+
+# --- Rngs and RngStream methods of flax 0.12, bit for bit (the same bits on every jax) -------
+
+
+def test_sampling_methods_draw_from_the_stream() -> None:
+    rngs = nnx.Rngs(0, params=1)
+    assert np.asarray(rngs.bits((3,))).tolist() == [3617712097, 783310428, 975722988]
+    assert np.asarray(rngs.params.randint((4,), 0, 100)).tolist() == [87, 91, 30, 72]
+    again = nnx.Rngs(0)
+    expected = jax.random.normal(jax.random.fold_in(jax.random.key(0), 0), (3,))
+    assert np.asarray(again.normal((3,))).tobytes() == np.asarray(expected).tobytes()
+    assert int(again.default.count[...]) == 1  # one key drawn
+    assert nnx.Rngs(0).lecun_normal()((2, 2)).shape == (2, 2)
+
+
+def test_a_stream_named_like_a_method_stays_the_stream() -> None:
+    rngs = nnx.Rngs(gamma=0)  # as on flax 0.12: the instance's stream comes first
+    assert isinstance(rngs.gamma, upstream.RngStream)
+
+
+def test_split_and_broadcast_as_on_flax_012() -> None:
+    split = nnx.Rngs(params=1).params.split(2)
+    assert isinstance(split, upstream.RngStream) and split.key.shape == (2,)
+    assert np.asarray(jax.random.key_data(split.key[...])).tolist() == [
+        [3704974950, 1863054868],
+        [2705940334, 2639757084],
+    ]
+    broadcast = nnx.Rngs(0).broadcast(3)
+    assert (
+        np.asarray(jax.random.key_data(broadcast.default.key[...])).tolist()
+        == [[1797259609, 2579123966]] * 3
+    )
+    mixed = nnx.Rngs(params=1, dropout=2, noise=3).broadcast(
+        {"params": 5, "dropout": None, ...: (2, 5)}
+    )
+    shapes = (mixed.params.key.shape, mixed.dropout.key.shape, mixed.noise.key.shape)
+    assert shapes == ((5,), (), (2, 5))
