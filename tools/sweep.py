@@ -2,9 +2,11 @@
 
 For each flax release on the registry (0.10.0 and newer), the sweep
 
-1. finds the jax releases it imports with: the oldest and the newest of :data:`JAX_CANDIDATES`
-   that ``import flax.nnx`` accepts (a bisection from flax's own declared floor; each try is a
-   fresh ``uv`` environment), with the reason the next one fails;
+1. finds the jax releases it works with: the oldest and the newest of :data:`JAX_CANDIDATES`
+   with which flax itself, without nnx_compat, imports and runs :data:`SMOKE` (a layer under
+   ``nnx.jit`` and ``nnx.grad``: a flax release can import with a jax that no longer accepts
+   what its ``nnx.jit`` passes); a bisection from flax's own declared floor, each try a fresh
+   ``uv`` environment, with the reason the next one fails;
 2. builds an environment with that release, the newest jax found and nnx_compat with its test
    extra, and runs the test suite there (JUnit XML, counted) and ``nnx-compat doctor --json``;
 3. records everything in one JSON file (``tools/sweep/results.json``), resumable: a release
@@ -132,15 +134,28 @@ def _env(path: Path, requirements: Iterable[str]) -> tuple[bool, str]:
     return True, ""
 
 
+#: What flax must run, natively, for a jax release to count as working with it.
+SMOKE = """
+import jax.numpy as jnp
+from flax import nnx
+
+model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+forward = nnx.jit(lambda model, x: model(x))
+forward(model, jnp.ones((1, 2)))
+nnx.grad(lambda model: forward(model, jnp.ones((1, 2))).sum())(model)
+"""
+
+
 def imports(release: str, jax: str, work: Path, cache: dict[str, Any]) -> tuple[bool, str]:
-    """Whether flax ``release`` imports with jax ``jax`` (cached in ``cache``)."""
-    key = f"{release}+{jax}"
+    """Whether flax ``release`` imports with jax ``jax`` and runs :data:`SMOKE` (cached in
+    ``cache``)."""
+    key = f"{release}+{jax}+smoke"
     if key in cache:
         return cache[key]["ok"], cache[key]["reason"]
     path = work / "probe"
     ok, reason = _env(path, [f"flax=={release}", f"jax=={jax}", f"jaxlib=={jax}"])
     if ok:
-        out = _run([str(path / "bin" / "python"), "-c", "import flax.nnx"], timeout=300)
+        out = _run([str(path / "bin" / "python"), "-c", SMOKE], timeout=300)
         ok, reason = out.returncode == 0, _last_line(out.stderr)
     cache[key] = {"ok": ok, "reason": reason}
     return ok, reason
