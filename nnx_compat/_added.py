@@ -247,7 +247,9 @@ def _stream_split(self: Any, k: int | tuple[int, ...]) -> Any:
     """flax 0.12.6's ``RngStream.split(k)``: a new stream of ``k`` keys split from the next key."""
     import jax
 
-    return type(self)(key=jax.random.split(self(), k), tag=self.tag)
+    from nnx_compat import _rngs
+
+    return _rngs.new_stream(jax.random.split(self(), k), _rngs.stream_tag(self))
 
 
 def _stream_broadcast(self: Any, k: int | tuple[int, ...]) -> Any:
@@ -255,9 +257,11 @@ def _stream_broadcast(self: Any, k: int | tuple[int, ...]) -> Any:
     shape ``k``."""
     import jax.numpy as jnp
 
+    from nnx_compat import _rngs
+
     key = self()
     shape = (k,) if isinstance(k, int) else tuple(k)
-    return type(self)(key=jnp.broadcast_to(key, shape + key.shape), tag=self.tag)
+    return _rngs.new_stream(jnp.broadcast_to(key, shape + key.shape), _rngs.stream_tag(self))
 
 
 def _rngs_broadcast(self: Any, k: Any) -> Any:
@@ -275,7 +279,8 @@ def _rngs_broadcast(self: Any, k: Any) -> Any:
                 break
         else:
             streams[name] = stream
-    return nnx.Rngs(**streams)
+    # as flax 0.12's Rngs(**streams) does: each stream starts afresh from its key
+    return nnx.Rngs(**{name: stream.key[...] for name, stream in streams.items()})
 
 
 _patched: list[tuple[type, str]] = []

@@ -183,8 +183,40 @@ def _stream_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[An
         return args
     if "tag" in kwargs and len(args) <= 1:  # flax 0.11's form on flax 0.10
         key = args[0] if args else kwargs.pop("key")
-        return (kwargs.pop("tag"), key)
+        args = (kwargs.pop("tag"), key)
+    if _STREAM_COUNT and "count" not in kwargs and len(args) == 2:
+        # flax 0.10.0-0.10.6: a required count, and a typed key
+        tag, key = args
+        key = _typed_key(key)
+        kwargs["count"] = jax.numpy.zeros(key.shape, dtype=jax.numpy.uint32)
+        return (tag, key)
     return args
+
+
+# before flax 0.10.7: RngStream(tag, key, count), the tag on the key only
+_STREAM_COUNT: Final = _versions.feature("RNGSTREAM_TAKES_COUNT")
+
+
+def _typed_key(key: Any) -> Any:
+    if isinstance(key, int):
+        return jax.random.key(key)
+    if isinstance(key, jax.Array) and key.dtype == jax.numpy.uint32:
+        return jax.random.wrap_key_data(key)
+    return key
+
+
+def stream_tag(stream: Any) -> str:
+    """A stream's tag, on every flax (before 0.10.7 it lives on the key)."""
+    tag = getattr(stream, "tag", None)
+    return str(tag if tag is not None else stream.key.tag)
+
+
+def new_stream(key: Any, tag: str) -> Any:
+    """Flax's own ``RngStream`` for ``key`` (an int seed, a typed key or key data), count at
+    zero, on every flax."""
+    kwargs = {"key": key, "tag": tag}
+    args = _stream_arguments((), kwargs)
+    return _NativeRngStream(*args, **kwargs)
 
 
 class _RngStreamMeta(_classes.meta_of(_nnx.RngStream)):  # type: ignore[misc]
@@ -291,10 +323,7 @@ def fork_stream(stream: Any) -> Any:
 
 def _fork_by_hand(stream: Any) -> Any:
     # flax 0.10.0-0.10.6: the tag lives on the key, and the constructor takes the count
-    key = stream()
-    return type(stream)(
-        tag=stream.key.tag, key=key, count=jax.numpy.zeros(key.shape, dtype=jax.numpy.uint32)
-    )
+    return new_stream(stream(), stream_tag(stream))
 
 
 def remember_parent(rngs: Any) -> None:

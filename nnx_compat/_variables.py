@@ -243,6 +243,18 @@ def _metadata_setattr(original: Callable[..., None]) -> Callable[..., None]:
     return __setattr__
 
 
+def _functional_setitem(self: Any, key: Any, value: Any) -> None:
+    """``variable[key] = x`` as flax 0.10.7+ does it: a jax array value is replaced by
+    ``value.at[key].set(x)`` (flax 0.10.0-0.10.6 assigned into it, which jax refuses)."""
+    import jax
+
+    current = self.value
+    if isinstance(current, jax.Array):
+        self.value = current.at[key].set(value)
+    else:
+        current[key] = value
+
+
 # --------------------------------------------------------------------------- patch
 
 
@@ -265,6 +277,8 @@ def _replacements() -> dict[str, Any]:
             out["state"] = _LegacyStateConstructor()
         if not hasattr(Variable, "to_variable"):
             out["to_variable"] = _to_variable
+    if not _versions.feature("VARIABLE_SETITEM_FUNCTIONAL"):  # flax 0.10.0-0.10.6
+        out["__setitem__"] = _functional_setitem
     if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.0 added them
         out["get_value"] = _get_value
         out["set_value"] = _set_value

@@ -538,6 +538,27 @@ def has_with_sharding_constraint(nnx: Any) -> bool:
     return "with_sharding_constraint" in vars(nnx)
 
 
+@_probe(since="0.10.7")
+def variable_setitem_functional(nnx: Any) -> bool:
+    """``variable[...] = x`` replaces a jax array's value (``.at[key].set``) instead of
+    assigning into the immutable array, which raises (flax 0.10.7)."""
+    import jax.numpy as jnp
+
+    variable = nnx.Variable(jnp.zeros((1,), jnp.float32))
+    try:
+        variable[...] = jnp.ones((1,), jnp.float32)
+    except TypeError:
+        return False
+    return True
+
+
+@_probe(until="0.10.7")
+def rngstream_takes_count(nnx: Any) -> bool:
+    """``RngStream(tag, key, count)``: the count is a required argument, and the tag lives
+    on the key (before flax 0.10.7)."""
+    return "count" in _init_signature(nnx.RngStream).parameters
+
+
 @functools.cache
 def variable_leaf_types() -> tuple[type, ...]:
     """The classes a state's leaves can have: ``Variable``, and 0.10's ``VariableState``.

@@ -408,7 +408,7 @@ def test_fork_stream_is_rngstream_fork() -> None:
     assert_same_bits(a.dropout.count[...], b.dropout.count[...])
 
 
-def test_fork_stream_before_flax_0105() -> None:
+def test_fork_stream_before_flax_0105(monkeypatch: pytest.MonkeyPatch) -> None:
     """flax 0.10.0-0.10.6 streams have no ``fork``: the same computation (the next key, a count
     of zero), with the tag read from the key and the count passed to the constructor."""
     from nnx_compat import _rngs
@@ -416,7 +416,7 @@ def test_fork_stream_before_flax_0105() -> None:
     built: dict[str, object] = {}
 
     class OldStream:  # the surface of flax 0.10.0's RngStream
-        def __init__(self, *, tag: str, key: jax.Array, count: jax.Array) -> None:
+        def __init__(self, tag: str, key: jax.Array, count: jax.Array) -> None:
             built.update(tag=tag, key=key, count=count)
 
         key = type("Key", (), {"tag": "dropout"})()
@@ -424,6 +424,9 @@ def test_fork_stream_before_flax_0105() -> None:
         def __call__(self) -> jax.Array:
             return jax.random.key(7)
 
+    monkeypatch.setattr(_rngs, "_NativeRngStream", OldStream)
+    monkeypatch.setattr(_rngs, "_STREAM_KEY_FIRST", False)
+    monkeypatch.setattr(_rngs, "_STREAM_COUNT", True)
     stream = object.__new__(OldStream)
     _rngs._fork_by_hand(stream)
     assert built["tag"] == "dropout"
