@@ -47,26 +47,26 @@ GENERATIONS: Final = ("0.10", "0.11", "0.12")
 #: The oldest flax release nnx_compat supports.
 MINIMUM_FLAX: Final = Version("0.10.0")
 
-#: The jax releases each flax release imports with, as the release sweep found them
-#: (``python -m tools.sweep``: the oldest and newest of its candidates that ``import flax.nnx``
-#: accepts; flax declares no upper bound): (flax releases, jax requirement, why). A test checks
+_JIT_AXES: Final = "its nnx.jit passes abstracted_axes= to jax.jit, which jax 0.8.3 rejects"
+
+#: The jax releases each flax release works with, as the release sweep found them
+#: (``python -m tools.sweep``: the oldest and newest of its candidates with which flax imports
+#: and runs a layer under ``nnx.jit`` and ``nnx.grad``; flax declares no upper bound): (flax
+#: releases, jax requirement, why). A test checks
 #: the table against the sweep's results (``tools/sweep/results.json``).
 JAX_RANGES: Final[tuple[tuple[str, str, str], ...]] = (
-    (">=0.10.0,<0.10.4", "jax>=0.4.27", "flax's declared floor; imports with jax up to 0.10.2"),
-    ("==0.10.4", "jax>=0.4.33", "needs jax.sharding.AbstractMesh"),
-    (">=0.10.5,<0.10.7", "jax>=0.5.3", "flax declares jax>=0.5.1; imports with jax up to 0.10.2"),
+    (">=0.10.0,<0.10.4", "jax>=0.4.27,<0.8.3", _JIT_AXES),
+    ("==0.10.4", "jax>=0.4.33,<0.8.3", "needs jax.sharding.AbstractMesh; " + _JIT_AXES),
+    (">=0.10.5,<0.10.7", "jax>=0.5.3,<0.8.3", "flax declares jax>=0.5.1; " + _JIT_AXES),
     (
         ">=0.10.7,<0.11.1",
         "jax>=0.6.0,<0.8",
         "imports jax._src.core.mutable_array, which jax 0.8 removed",
     ),
-    (
-        ">=0.11.1,<0.12.0",
-        "jax>=0.6.0,<0.9",
-        "falls back to jax._src.core.mutable_array when jax.array_ref is missing (jax 0.9)",
-    ),
-    ("==0.12.0", "jax>=0.7.2,<0.9", "the same fallback; flax declares jax>=0.7.2"),
-    (">=0.12.1,<0.12.7", "jax>=0.8.1", "flax's declared floor; imports with jax up to 0.10.2"),
+    (">=0.11.1,<0.12.0", "jax>=0.6.0,<0.8.3", _JIT_AXES),
+    ("==0.12.0", "jax>=0.7.2,<0.8.3", "flax declares jax>=0.7.2; " + _JIT_AXES),
+    ("==0.12.1", "jax>=0.8.1,<0.8.3", "flax declares jax>=0.8.1; " + _JIT_AXES),
+    (">=0.12.2,<0.12.7", "jax>=0.8.1", "flax's declared floor; works with jax up to 0.10.2"),
     (">=0.12.7,<0.13", "jax>=0.10.0", "flax 0.12.7 raised its jax floor"),
 )
 

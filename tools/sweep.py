@@ -75,8 +75,10 @@ def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 
 def _last_line(text: str) -> str:
+    """The error of a traceback (its last ``SomethingError: ...`` line), else the last line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Warning)\b", line)]
+    return (errors or lines or [""])[-1][:300]
 
 
 def flax_releases() -> list[str]:
@@ -330,19 +332,25 @@ def _doctor_ok(record: dict[str, Any]) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
+    """The support matrix: per release, the jax it works with, and the suite and the doctor
+    run with the newest of them ("not run" where the sweep has not run the suite yet)."""
     rows = [
-        "| flax | jax used (imports with) | tests passed | failed | skipped | doctor |",
-        "|---|---|---|---|---|---|",
+        "| flax | works with jax | suite (jax) | passed | failed | skipped | doctor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for release in sorted(data["releases"], key=Version):
         record = data["releases"][release]
-        tests = record.get("tests") or {}
         span = f"{record.get('oldest')} - {record.get('newest')}"
-        failed = tests.get("failed", 0) + tests.get("errors", 0)
+        tests = record.get("tests")
+        if tests:
+            failed = tests.get("failed", 0) + tests.get("errors", 0)
+            cells = [record.get("newest"), tests["passed"], failed, tests["skipped"]]
+        elif record.get("error"):
+            cells = [record.get("newest"), "-", record["error"], "-"]
+        else:
+            cells = ["not run", "-", "-", "-"]
         rows.append(
-            f"| {release} | {record.get('newest')} ({span}) | {tests.get('passed', '-')} "
-            f"| {failed if tests else record.get('error', '-')} | {tests.get('skipped', '-')} "
-            f"| {_doctor_ok(record)} |"
+            f"| {release} | {span} | " + " | ".join(map(str, cells)) + f" | {_doctor_ok(record)} |"
         )
     return "\n".join(rows)
 

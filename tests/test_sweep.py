@@ -1,0 +1,52 @@
+"""tools/sweep.py: the support matrix in the README is the sweep's results, rendered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_matrix_is_rendered_from_the_results() -> None:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- sweep:begin -->") + len("<!-- sweep:begin -->")
+    end = text.index("<!-- sweep:end -->")
+    data = json.loads(sweep.RESULTS.read_text())
+    assert text[start:end].strip() == sweep.render(data), (
+        "README's matrix is stale: python -m tools.sweep render --readme"
+    )
+
+
+def test_every_release_from_0100_is_in_the_results() -> None:
+    releases = json.loads(sweep.RESULTS.read_text())["releases"]
+    expected = [f"0.10.{i}" for i in range(8)] + ["0.11.0", "0.11.1", "0.11.2"]
+    expected += [f"0.12.{i}" for i in range(9)]
+    assert sorted(releases, key=sweep.Version) == expected
+    for record in releases.values():
+        assert record["oldest"] and record["newest"]
+
+
+def test_render_counts_failures_and_errors() -> None:
+    data = {
+        "releases": {
+            "0.12.3": {
+                "oldest": "0.8.1",
+                "newest": "0.10.2",
+                "tests": {"passed": 10, "failed": 1, "errors": 2, "skipped": 3},
+                "doctor": {"checks": [{"ok": True}, {"ok": False}]},
+            }
+        }
+    }
+    assert sweep.render(data).splitlines()[-1] == (
+        "| 0.12.3 | 0.8.1 - 0.10.2 | 0.10.2 | 10 | 3 | 3 | 1/2 |"
+    )
+
+
+def test_the_suite_runs_with_the_repositorys_settings(tmp_path: Path) -> None:
+    ini = sweep._sweep_ini(tmp_path).read_text()
+    assert ini.startswith("[pytest]\n") and "    error\n" in ini
+    for ignore in sweep.SWEEP_IGNORES:
+        assert f"    {ignore}\n" in ini
