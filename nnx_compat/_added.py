@@ -140,10 +140,16 @@ def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[
 def is_data(value: Any, /) -> bool:
     """flax 0.12.0's ``nnx.is_data``: arrays, Variables, graph nodes (Modules, Rngs, ...) and
     registered data types are data; strings, numbers and containers are not."""
+    import jax
+    import numpy as np
+
     nnx = _versions.import_nnx()
     registry = getattr(getattr(nnx, "pytreelib", None), "DATA_REGISTRY", ())
     return bool(
-        nnx.graph.is_node_leaf(value) or nnx.graph.is_graph_node(value) or type(value) in registry
+        isinstance(value, jax.Array | np.ndarray)  # flax 0.10.0's is_node_leaf: Variables only
+        or nnx.graph.is_node_leaf(value)
+        or nnx.graph.is_graph_node(value)
+        or type(value) in registry
     )
 
 
@@ -269,7 +275,14 @@ def _rngs_broadcast(self: Any, k: Any) -> Any:
     key broadcast to ``k`` (an int, a shape, None, or a mapping of filters to those)."""
     nnx = _versions.import_nnx()
     spec = k if isinstance(k, Mapping) else {...: k}
-    predicates = {nnx.filterlib.to_predicate(f): v for f, v in spec.items()}
+    from nnx_compat import _rngs
+
+    def predicate(f: Any) -> Any:
+        if isinstance(f, str):  # a stream's tag (on the key before flax 0.10.7)
+            return lambda path, stream: _rngs.stream_tag(stream) == f
+        return nnx.filterlib.to_predicate(f)
+
+    predicates = {predicate(f): v for f, v in spec.items()}
     streams: dict[str, Any] = {}
     for name in self:
         stream = getattr(self, name)
