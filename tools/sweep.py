@@ -251,7 +251,9 @@ def run_suite(release: str, jax: str, work: Path, timeout: int) -> dict[str, Any
         report = json.loads(doctor.stdout)
     except json.JSONDecodeError:
         report = {"error": _last_line(doctor.stderr or doctor.stdout)}
+    commit = _run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
     return {
+        "commit": commit,
         "tests": counts,
         "failures": failures,
         "seconds": seconds,
