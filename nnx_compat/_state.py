@@ -44,7 +44,7 @@ _native_merge: Any = _nnx.graph.merge
 
 #: flax 0.11.0: states hold the model's own Variables, and merge shares them by default.
 _SHARES: Final = _versions.feature("STATE_SHARES_VARIABLES")
-#: flax 0.11.0: nnx.merge takes copy=.
+#: flax 0.11.2: nnx.merge takes copy=.
 _MERGE_COPY_ARG: Final = _versions.feature("MERGE_COPY_ARG")
 
 

@@ -494,9 +494,9 @@ def variable_update_check(nnx: Any) -> bool:
     return hasattr(nnx.Variable, "_check_can_update")
 
 
-@_probe(since="0.11.0")
+@_probe(since="0.11.2")
 def merge_copy_arg(nnx: Any) -> bool:
-    """``nnx.merge(..., copy=)`` chooses new or shared Variables (flax 0.11.0)."""
+    """``nnx.merge(..., copy=)`` chooses new or shared Variables (flax 0.11.2)."""
     return "copy" in inspect.signature(nnx.graph.merge).parameters
 
 
@@ -532,9 +532,9 @@ def has_variable_state(nnx: Any) -> bool:
     return isinstance(state_cls, type) and not issubclass(state_cls, nnx.Variable)
 
 
-@_probe(until="0.11.0")
+@_probe(until="0.11.2")
 def has_with_sharding_constraint(nnx: Any) -> bool:
-    """``nnx.with_sharding_constraint`` exists (removed in flax 0.11.0)."""
+    """``nnx.with_sharding_constraint`` exists (removed in flax 0.11.2)."""
     return "with_sharding_constraint" in vars(nnx)
 
 
