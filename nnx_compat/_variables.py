@@ -260,7 +260,7 @@ def _functional_setitem(self: Any, key: Any, value: Any) -> None:
 
 def _replacements() -> dict[str, Any]:
     out: dict[str, Any] = {"__init__": _wrap_init(vars(Variable)["__init__"])}
-    if _versions.feature("VARIABLE_UPDATE_CHECK"):  # flax 0.12.0
+    if _versions.feature("VARIABLE_UPDATE_CHECK"):  # flax 0.12.1
         out["_check_can_update"] = _watching(vars(Variable)["_check_can_update"])
         # flax 0.12.1 refuses metadata set as an attribute; the wrapper acts only on that error
         out["__setattr__"] = _metadata_setattr(vars(Variable)["__setattr__"])
@@ -279,7 +279,7 @@ def _replacements() -> dict[str, Any]:
             out["to_variable"] = _to_variable
     if not _versions.feature("VARIABLE_SETITEM_FUNCTIONAL"):  # flax 0.10.0-0.10.6
         out["__setitem__"] = _functional_setitem
-    if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.0 added them
+    if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.1 added them
         out["get_value"] = _get_value
         out["set_value"] = _set_value
     if _versions.feature("VARIABLE_VALUE_WARNS"):  # flax 0.12.1

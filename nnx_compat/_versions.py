@@ -327,9 +327,9 @@ def strict_pytree_attributes(nnx: Any) -> bool:
     return False
 
 
-@_probe(since="0.12.0")
+@_probe(since="0.12.1")
 def variable_get_value(nnx: Any) -> bool:
-    """``Variable.get_value()``/``set_value()`` exist (flax 0.12.0)."""
+    """``Variable.get_value()``/``set_value()`` exist (flax 0.12.1)."""
     return hasattr(nnx.Variable, "get_value") and hasattr(nnx.Variable, "set_value")
 
 
@@ -417,9 +417,9 @@ def reseed_graph_arg(nnx: Any) -> bool:
     return "graph" in inspect.signature(nnx.reseed).parameters
 
 
-@_probe(since="0.12.0")
+@_probe(since="0.12.1")
 def eager_sharding(nnx: Any) -> bool:
-    """Variables are sharded at creation and need a mesh (flax 0.12.0)."""
+    """Variables are sharded at creation and need a mesh (flax 0.12.1)."""
     return hasattr(nnx, "use_eager_sharding")
 
 
@@ -487,10 +487,10 @@ def state_shares_variables(nnx: Any) -> bool:
     return nnx.graph.state(probe)["param"] is probe.param
 
 
-@_probe(since="0.12.0")
+@_probe(since="0.12.1")
 def variable_update_check(nnx: Any) -> bool:
     """Variables check that they may be mutated in one method, ``_check_can_update``
-    (flax 0.12.0; flax 0.11 checks inline in ``__setattr__``/``__setitem__``)."""
+    (flax 0.12.1; flax 0.11 checks inline in ``__setattr__``/``__setitem__``)."""
     return hasattr(nnx.Variable, "_check_can_update")
 
 
