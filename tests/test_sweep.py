@@ -37,11 +37,12 @@ def test_render_counts_failures_and_errors() -> None:
                 "newest": "0.10.2",
                 "tests": {"passed": 10, "failed": 1, "errors": 2, "skipped": 3},
                 "doctor": {"checks": [{"ok": True}, {"ok": False}]},
+                "commit": "abc1234",
             }
         }
     }
     assert sweep.render(data).splitlines()[-1] == (
-        "| 0.12.3 | 0.8.1 - 0.10.2 | 0.10.2 | 10 | 3 | 3 | 1/2 |"
+        "| 0.12.3 | 0.8.1 - 0.10.2 | 0.10.2 | 10 | 3 | 3 | 1/2 | abc1234 |"
     )
 
 

@@ -337,8 +337,8 @@ def render(data: dict[str, Any]) -> str:
     """The support matrix: per release, the jax it works with, and the suite and the doctor
     run with the newest of them ("not run" where the sweep has not run the suite yet)."""
     rows = [
-        "| flax | works with jax | suite (jax) | passed | failed | skipped | doctor |",
-        "|---|---|---|---|---|---|---|",
+        "| flax | works with jax | suite (jax) | passed | failed | skipped | doctor | commit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for release in sorted(data["releases"], key=Version):
         record = data["releases"][release]
@@ -351,8 +351,10 @@ def render(data: dict[str, Any]) -> str:
             cells = [record.get("newest"), "-", record["error"], "-"]
         else:
             cells = ["not run", "-", "-", "-"]
+        doctor = _doctor_ok(record)
+        commit = record.get("commit") or "-"
         rows.append(
-            f"| {release} | {span} | " + " | ".join(map(str, cells)) + f" | {_doctor_ok(record)} |"
+            f"| {release} | {span} | " + " | ".join(map(str, cells)) + f" | {doctor} | {commit} |"
         )
     return "\n".join(rows)
 
