@@ -64,8 +64,11 @@ def test_unknown_attribute() -> None:
 
 
 def test_import_does_not_warn() -> None:
+    # what flax's own code triggers (flax 0.12.0-0.12.6 with the newest jax they run with:
+    # jax.array_ref, jax.core.Effect, ...) is flax's; nnx_compat adds nothing to it
     code = (
         "import warnings; warnings.simplefilter('error')\n"
+        "warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'flax\\.')\n"
         "from nnx_compat import nnx\n"
         "m = nnx.Linear(2, 3, rngs=nnx.Rngs(0)); print(type(m).__name__)"
     )
