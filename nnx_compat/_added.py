@@ -277,12 +277,12 @@ def _rngs_broadcast(self: Any, k: Any) -> Any:
     spec = k if isinstance(k, Mapping) else {...: k}
     from nnx_compat import _rngs
 
-    def predicate(f: Any) -> Any:
+    def to_predicate(f: Any) -> Any:
         if isinstance(f, str):  # a stream's tag (on the key before flax 0.10.7)
             return lambda path, stream: _rngs.stream_tag(stream) == f
         return nnx.filterlib.to_predicate(f)
 
-    predicates = {predicate(f): v for f, v in spec.items()}
+    predicates = {to_predicate(f): v for f, v in spec.items()}
     streams: dict[str, Any] = {}
     for name in self:
         stream = getattr(self, name)
