@@ -70,6 +70,12 @@ class Example:
 
 _E = Example
 
+
+def _both(template: str, legacy: str, new: str) -> tuple[str, str]:
+    """A snippet in its two forms: ``template`` with ``{form}`` replaced by each."""
+    return template.replace("{form}", legacy), template.replace("{form}", new)
+
+
 _MLP_010 = """
 class MLP(nnx.Module):
     def __init__(self, rngs):
@@ -140,56 +146,53 @@ _PARTITIONED = (
 EXAMPLES: Final[Mapping[str, Example]] = {
     # ------------------------------------------------------------------ optimizer
     "optimizer-wrt-default": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-3))\n"
-        "result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)\n"
-        "result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "{form}result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-3))\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)\n",
+        ),
     ),
     "optimizer-wrt-positional": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-3), nnx.Param)\n"
-        "result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)\n"
-        "result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "{form}result = nnx.state(optimizer, nnx.optimizer.OptState)\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-3), nnx.Param)\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)\n",
+        ),
     ),
     "optimizer-update-grads": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-2))\n"
-        "\n"
-        "\n"
-        "@nnx.jit\n"
-        "def train_step(model, optimizer, x):\n"
-        "    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)\n"
-        "    optimizer.update(grads)\n"
-        "\n"
-        "\n"
-        "for _ in range(2):\n"
-        "    train_step(model, optimizer, jnp.ones((4, 2)))\n"
-        "result = nnx.state(model)\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)\n"
-        "\n"
-        "\n"
-        "@nnx.jit\n"
-        "def train_step(model, optimizer, x):\n"
-        "    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)\n"
-        "    optimizer.update(model, grads)\n"
-        "\n"
-        "\n"
-        "for _ in range(2):\n"
-        "    train_step(model, optimizer, jnp.ones((4, 2)))\n"
-        "result = nnx.state(model)\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "{form}\n"
+            "\n"
+            "for _ in range(2):\n"
+            "    train_step(model, optimizer, jnp.ones((4, 2)))\n"
+            "result = nnx.state(model)\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-2))\n"
+            "\n"
+            "\n"
+            "@nnx.jit\n"
+            "def train_step(model, optimizer, x):\n"
+            "    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)\n"
+            "    optimizer.update(grads)\n",
+            "optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)\n"
+            "\n"
+            "\n"
+            "@nnx.jit\n"
+            "def train_step(model, optimizer, x):\n"
+            "    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)\n"
+            "    optimizer.update(model, grads)\n",
+        ),
     ),
     "optimizer-model-attribute": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)\n"
-        "result = optimizer.model(jnp.ones((1, 2)))\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)\n"
-        "result = model(jnp.ones((1, 2)))\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)\n"
+            "{form}",
+            "result = optimizer.model(jnp.ones((1, 2)))\n",
+            "result = model(jnp.ones((1, 2)))\n",
+        ),
     ),
     # ------------------------------------------------------------------ rngs
     "split-rngs-over-scan": _E(
@@ -296,51 +299,40 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         warns="nowhere",
     ),
     "state-copies": _E(
-        "model = nnx.BatchNorm(3, rngs=nnx.Rngs(0))\n"
-        "graphdef, params, rest = nnx.split(model, nnx.Param, ...)\n"
-        "\n"
-        "\n"
-        "def loss_fn(params):\n"
-        "    model = nnx.merge(graphdef, params, rest)\n"
-        "    loss = jnp.sum(model(jnp.arange(6.0).reshape(2, 3)) ** 2)\n"
-        "    return loss, nnx.state(model, nnx.BatchStat)\n"
-        "\n"
-        "\n"
-        "grads, stats = jax.jit(jax.grad(loss_fn, has_aux=True))(params)\n"
-        "result = grads, stats\n",
-        "model = nnx.BatchNorm(3, rngs=nnx.Rngs(0))\n"
-        "graphdef, params, rest = nnx.split(model, nnx.Param, ...)\n"
-        "\n"
-        "\n"
-        "def loss_fn(params):\n"
-        "    model = nnx.merge(graphdef, params, rest, copy=True)\n"
-        "    loss = jnp.sum(model(jnp.arange(6.0).reshape(2, 3)) ** 2)\n"
-        "    return loss, nnx.state(model, nnx.BatchStat)\n"
-        "\n"
-        "\n"
-        "grads, stats = jax.jit(jax.grad(loss_fn, has_aux=True))(params)\n"
-        "result = grads, stats\n",
+        *_both(
+            "model = nnx.BatchNorm(3, rngs=nnx.Rngs(0))\n"
+            "graphdef, params, rest = nnx.split(model, nnx.Param, ...)\n"
+            "\n"
+            "\n"
+            "def loss_fn(params):\n"
+            "{form}    loss = jnp.sum(model(jnp.arange(6.0).reshape(2, 3)) ** 2)\n"
+            "    return loss, nnx.state(model, nnx.BatchStat)\n"
+            "\n"
+            "\n"
+            "grads, stats = jax.jit(jax.grad(loss_fn, has_aux=True))(params)\n"
+            "result = grads, stats\n",
+            "    model = nnx.merge(graphdef, params, rest)\n",
+            "    model = nnx.merge(graphdef, params, rest, copy=True)\n",
+        ),
         warns="changed",
     ),
     "state-snapshot": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "snapshot = nnx.state(model)\n"
-        "model.bias[...] = jnp.ones(3)\n"
-        "result = snapshot\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "snapshot = nnx.clone(nnx.state(model))\n"
-        "model.bias[...] = jnp.ones(3)\n"
-        "result = snapshot\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "{form}model.bias[...] = jnp.ones(3)\n"
+            "result = snapshot\n",
+            "snapshot = nnx.state(model)\n",
+            "snapshot = nnx.clone(nnx.state(model))\n",
+        ),
     ),
     "merge-shares-variables": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "copy = nnx.merge(*nnx.split(model))\n"
-        "copy.bias[...] = jnp.ones(3)\n"
-        "result = nnx.state(model)\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "copy = nnx.clone(model)\n"
-        "copy.bias[...] = jnp.ones(3)\n"
-        "result = nnx.state(model)\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "{form}copy.bias[...] = jnp.ones(3)\n"
+            "result = nnx.state(model)\n",
+            "copy = nnx.merge(*nnx.split(model))\n",
+            "copy = nnx.clone(model)\n",
+        ),
     ),
     "mutable-arrays": _E(
         "ref = nnx.mutable_array(jnp.zeros(3))\n",
@@ -382,132 +374,91 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         warns="changed",
     ),
     "list-attribute": _E(
-        "class MLP(nnx.Module):\n"
-        "    def __init__(self, rngs):\n"
-        "        self.layers = [nnx.Linear(2, 2, rngs=rngs) for _ in range(3)]\n"
-        "\n"
-        "    def __call__(self, x):\n"
-        "        for layer in self.layers:\n"
-        "            x = layer(x)\n"
-        "        return x\n"
-        "\n"
-        "\n"
-        "model = MLP(nnx.Rngs(0))\n"
-        "result = model(jnp.ones((1, 2))), nnx.state(model)\n",
-        "class MLP(nnx.Module):\n"
-        "    def __init__(self, rngs):\n"
-        "        self.layers = nnx.List([nnx.Linear(2, 2, rngs=rngs) for _ in range(3)])\n"
-        "\n"
-        "    def __call__(self, x):\n"
-        "        for layer in self.layers:\n"
-        "            x = layer(x)\n"
-        "        return x\n"
-        "\n"
-        "\n"
-        "model = MLP(nnx.Rngs(0))\n"
-        "result = model(jnp.ones((1, 2))), nnx.state(model)\n",
+        *_both(
+            "class MLP(nnx.Module):\n"
+            "    def __init__(self, rngs):\n"
+            "{form}\n"
+            "    def __call__(self, x):\n"
+            "        for layer in self.layers:\n"
+            "            x = layer(x)\n"
+            "        return x\n"
+            "\n"
+            "\n"
+            "model = MLP(nnx.Rngs(0))\n"
+            "result = model(jnp.ones((1, 2))), nnx.state(model)\n",
+            "        self.layers = [nnx.Linear(2, 2, rngs=rngs) for _ in range(3)]\n",
+            "        self.layers = nnx.List([nnx.Linear(2, 2, rngs=rngs) for _ in range(3)])\n",
+        ),
         warns="changed",
     ),
     "dict-attribute": _E(
-        "class Heads(nnx.Module):\n"
-        "    def __init__(self, rngs):\n"
-        "        self.heads = {'a': nnx.Linear(2, 2, rngs=rngs), "
-        "'b': nnx.Linear(2, 3, rngs=rngs)}\n"
-        "\n"
-        "\n"
-        "model = Heads(nnx.Rngs(0))\n"
-        "result = model.heads['b'](jnp.ones((1, 2))), nnx.state(model)\n",
-        "class Heads(nnx.Module):\n"
-        "    def __init__(self, rngs):\n"
-        "        self.heads = nnx.Dict({'a': nnx.Linear(2, 2, rngs=rngs), "
-        "'b': nnx.Linear(2, 3, rngs=rngs)})\n"
-        "\n"
-        "\n"
-        "model = Heads(nnx.Rngs(0))\n"
-        "result = model.heads['b'](jnp.ones((1, 2))), nnx.state(model)\n",
+        *_both(
+            "class Heads(nnx.Module):\n"
+            "    def __init__(self, rngs):\n"
+            "{form}\n"
+            "\n"
+            "model = Heads(nnx.Rngs(0))\n"
+            "result = model.heads['b'](jnp.ones((1, 2))), nnx.state(model)\n",
+            "        self.heads = {'a': nnx.Linear(2, 2, rngs=rngs), "
+            "'b': nnx.Linear(2, 3, rngs=rngs)}\n",
+            "        self.heads = nnx.Dict({'a': nnx.Linear(2, 2, rngs=rngs), "
+            "'b': nnx.Linear(2, 3, rngs=rngs)})\n",
+        ),
         warns="changed",
     ),
     "container-filled-after-init": _E(
-        "class Registry(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.items = {}\n"
-        "\n"
-        "    def add(self, name, rngs):\n"
-        "        self.items[name] = nnx.Linear(2, 2, rngs=rngs)\n"
-        "\n"
-        "\n"
-        "model = Registry()\n"
-        "model.add('a', nnx.Rngs(0))\n"
-        "result = nnx.state(model)\n",
-        "class Registry(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.items = nnx.Dict()\n"
-        "\n"
-        "    def add(self, name, rngs):\n"
-        "        self.items[name] = nnx.Linear(2, 2, rngs=rngs)\n"
-        "\n"
-        "\n"
-        "model = Registry()\n"
-        "model.add('a', nnx.Rngs(0))\n"
-        "result = nnx.state(model)\n",
+        *_both(
+            "class Registry(nnx.Module):\n"
+            "    def __init__(self):\n"
+            "{form}\n"
+            "    def add(self, name, rngs):\n"
+            "        self.items[name] = nnx.Linear(2, 2, rngs=rngs)\n"
+            "\n"
+            "\n"
+            "model = Registry()\n"
+            "model.add('a', nnx.Rngs(0))\n"
+            "result = nnx.state(model)\n",
+            "        self.items = {}\n",
+            "        self.items = nnx.Dict()\n",
+        ),
         warns="changed",
     ),
     "static-attribute-data": _E(
-        "class Model(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.head = None\n"
-        "\n"
-        "    def build(self, rngs):\n"
-        "        self.head = nnx.Linear(2, 2, rngs=rngs)\n"
-        "\n"
-        "\n"
-        "model = Model()\n"
-        "model.build(nnx.Rngs(0))\n"
-        "result = nnx.state(model)\n",
-        "class Model(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.head = nnx.data(None)\n"
-        "\n"
-        "    def build(self, rngs):\n"
-        "        self.head = nnx.Linear(2, 2, rngs=rngs)\n"
-        "\n"
-        "\n"
-        "model = Model()\n"
-        "model.build(nnx.Rngs(0))\n"
-        "result = nnx.state(model)\n",
+        *_both(
+            "class Model(nnx.Module):\n"
+            "    def __init__(self):\n"
+            "{form}\n"
+            "    def build(self, rngs):\n"
+            "        self.head = nnx.Linear(2, 2, rngs=rngs)\n"
+            "\n"
+            "\n"
+            "model = Model()\n"
+            "model.build(nnx.Rngs(0))\n"
+            "result = nnx.state(model)\n",
+            "        self.head = None\n",
+            "        self.head = nnx.data(None)\n",
+        ),
         warns="changed",
     ),
     "pytree-attribute": _E(
-        "from flax import struct\n"
-        "\n"
-        "\n"
-        "@struct.dataclass\n"
-        "class Pair:\n"
-        "    a: jax.Array\n"
-        "    b: jax.Array\n"
-        "\n"
-        "\n"
-        "class Model(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.pair = Pair(jnp.ones(2), jnp.zeros(2))\n"
-        "\n"
-        "\n"
-        "result = nnx.state(Model())\n",
-        "from flax import struct\n"
-        "\n"
-        "\n"
-        "@struct.dataclass\n"
-        "class Pair:\n"
-        "    a: jax.Array\n"
-        "    b: jax.Array\n"
-        "\n"
-        "\n"
-        "class Model(nnx.Module):\n"
-        "    def __init__(self):\n"
-        "        self.pair = nnx.data(Pair(jnp.ones(2), jnp.zeros(2)))\n"
-        "\n"
-        "\n"
-        "result = nnx.state(Model())\n",
+        *_both(
+            "from flax import struct\n"
+            "\n"
+            "\n"
+            "@struct.dataclass\n"
+            "class Pair:\n"
+            "    a: jax.Array\n"
+            "    b: jax.Array\n"
+            "\n"
+            "\n"
+            "class Model(nnx.Module):\n"
+            "    def __init__(self):\n"
+            "{form}\n"
+            "\n"
+            "result = nnx.state(Model())\n",
+            "        self.pair = Pair(jnp.ones(2), jnp.zeros(2))\n",
+            "        self.pair = nnx.data(Pair(jnp.ones(2), jnp.zeros(2)))\n",
+        ),
         warns="changed",
     ),
     # ------------------------------------------------------------------ variable
@@ -517,14 +468,13 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         warns="changed",
     ),
     "variable-value-variable": _E(
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "other = nnx.Linear(2, 3, rngs=nnx.Rngs(1))\n"
-        "model.kernel.value = other.kernel\n"
-        "result = model(jnp.ones((1, 2)))\n",
-        "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
-        "other = nnx.Linear(2, 3, rngs=nnx.Rngs(1))\n"
-        "model.kernel[...] = other.kernel[...]\n"
-        "result = model(jnp.ones((1, 2)))\n",
+        *_both(
+            "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
+            "other = nnx.Linear(2, 3, rngs=nnx.Rngs(1))\n"
+            "{form}result = model(jnp.ones((1, 2)))\n",
+            "model.kernel.value = other.kernel\n",
+            "model.kernel[...] = other.kernel[...]\n",
+        ),
         warns="VARIABLE_VALUE_REJECTS_VARIABLE",
     ),
     "variable-hooks": _E(
@@ -541,10 +491,11 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "result = nnx.to_flat_state(state)\n",
     ),
     "variable-hash": _E(
-        "kernel = nnx.Param(jnp.ones(2))\nnames = {kernel: 'kernel'}\nresult = names[kernel]\n",
-        "kernel = nnx.Param(jnp.ones(2))\n"
-        "names = {id(kernel): 'kernel'}\n"
-        "result = names[id(kernel)]\n",
+        *_both(
+            "kernel = nnx.Param(jnp.ones(2))\n{form}",
+            "names = {kernel: 'kernel'}\nresult = names[kernel]\n",
+            "names = {id(kernel): 'kernel'}\nresult = names[id(kernel)]\n",
+        ),
         warns="VARIABLE_UNHASHABLE",
     ),
     "variable-eq": _E(

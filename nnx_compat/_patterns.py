@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
-from nnx_compat import _examples, _versions
+from nnx_compat import _versions
 
 __all__ = [
     "FAMILIES",
@@ -111,8 +111,11 @@ class Pattern:
         object.__setattr__(self, "changed_in", release)
 
     @property
-    def example(self) -> _examples.Example:
-        """The legacy form and the new form as code that runs (``nnx_compat._examples``)."""
+    def example(self) -> Any:
+        """The legacy form and the new form as code that runs (``nnx_compat._examples``,
+        loaded on first use: the runtime never needs it)."""
+        from nnx_compat import _examples
+
         return _examples.EXAMPLES[self.id]
 
     def changed(self) -> bool:

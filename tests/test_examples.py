@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from nnx_compat import _examples, _patterns, _variables
+from nnx_compat import _examples, _variables
 from nnx_compat._examples import EXAMPLES
 from nnx_compat._patterns import PATTERNS, Pattern
 
@@ -132,8 +132,7 @@ def test_new_form_natively_gives_the_legacy_result(pattern: Pattern, tmp_path: P
     result too."""
     example = pattern.example
     if not pattern.changed():
-        assert not _patterns.get(pattern.id).changed()
-        return  # the new form may need the release that introduced it
+        return  # the new form may need the release that introduced it (the legacy test ran)
     native = _run(tmp_path, "new", example.new, native=True).ok()
     shimmed = _run(tmp_path, "new", example.new, native=False).ok()
     assert shimmed.hits == [], "the new form never warns"
