@@ -15,15 +15,23 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from nnx_compat import _patterns, _versions
+from nnx_compat import _patterns
 from nnx_compat.checker.facts import Facts, walk
 from nnx_compat.checker.names import Names
 from nnx_compat.checker.rules import RULES, Context
+from nnx_compat.checker.targets import TARGETS, parse_target, target_at_least
 
-__all__ = ["TARGETS", "Finding", "applies", "check_notebook", "check_source", "notebook_cells"]
+__all__ = [
+    "TARGETS",
+    "Finding",
+    "applies",
+    "check_notebook",
+    "check_source",
+    "notebook_cells",
+    "parse_target",
+    "target_at_least",
+]
 
-#: The API levels a check (or a migration) can target.
-TARGETS: Final = ("0.11", "0.12")
 
 _IGNORE: Final = re.compile(r"#\s*nnx-compat:\s*ignore(?:\[([^\]]*)\])?")
 
@@ -74,9 +82,8 @@ class Finding:
 
 def applies(pattern: _patterns.Pattern, target: str) -> bool:
     """Whether ``pattern`` is legacy for code that targets flax ``target`` (``"0.11"``: the
-    patterns that flax 0.12 changed are not)."""
-    changed = _versions.parse_version(pattern.changed_in).release[:2]
-    return changed <= _versions.parse_version(target).release[:2]
+    patterns that flax 0.12 changed are not; ``"0.12.3"``: neither are those of 0.12.4+)."""
+    return target_at_least(target, pattern.changed_in)
 
 
 def _suppressed(lines: Sequence[str], finding_line: int, pattern: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Final
 
 from nnx_compat.checker.facts import VARIABLE_TYPES, Facts, Scope, is_module_type
 from nnx_compat.checker.names import Names
+from nnx_compat.checker.targets import target_at_least
 
 __all__ = ["RULES", "Context", "Rule"]
 
@@ -232,7 +233,7 @@ def _dataclasses(node: ast.AST, ctx: Context) -> bool:
     # nnx.dataclass, nnx.static and nnx.Static exist again in flax 0.12 with another meaning:
     # only a 0.11 target (which has none of them) reports those
     names: tuple[str, ...] = ("nnx.field", "nnx.dataclasses")
-    if ctx.target == "0.11":
+    if not target_at_least(ctx.target, "0.12.0"):
         names += ("nnx.dataclass", "nnx.static", "nnx.Static", "nnx.graph.Static")
     return ctx.resolve(node) in names
 
@@ -440,8 +441,12 @@ def _bridge_sharding(node: ast.AST, ctx: Context) -> bool:
 @rule("sharding-metadata-key", ast.Call)
 def _sharding_key(node: ast.AST, ctx: Context) -> bool:
     assert isinstance(node, ast.Call)
+    # sharding_names is flax 0.11-0.12.3's own key: legacy only for a target that has 0.12.4's
+    legacy = (
+        {"sharding", "sharding_names"} if target_at_least(ctx.target, "0.12.4") else {"sharding"}
+    )
     return _call_to(node, ctx, "nnx.with_metadata", *VARIABLE_TYPES) and bool(
-        _keywords(node) & {"sharding", "sharding_names"}
+        _keywords(node) & legacy
     )
 
 

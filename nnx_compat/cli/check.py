@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nnx_compat import _patterns
-from nnx_compat.checker import TARGETS, Finding, check_notebook, check_source
+from nnx_compat.checker import TARGETS, Finding, check_notebook, check_source, parse_target
 
 __all__ = ["add_parser", "check_file", "command", "discover"]
 
@@ -184,6 +184,13 @@ def command(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _target(text: str) -> str:
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "check",
@@ -196,9 +203,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--ignore", metavar="IDS", help="not these pattern ids (comma-separated)")
     parser.add_argument(
         "--target",
-        choices=TARGETS,
+        type=_target,
         default=TARGETS[-1],
-        help="the flax API level to reach (0.11: patterns flax 0.12 changed are not reported)",
+        metavar="{0.11,0.12,RELEASE}",
+        help="the flax API level to reach: a generation (its newest release) or a release "
+        "(0.11: patterns flax 0.12 changed are not reported; 0.12.3: nor those of 0.12.4+)",
     )
     parser.add_argument(
         "--native",

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nnx_compat.checker import TARGETS, _imports
+from nnx_compat.checker import TARGETS, _imports, parse_target
 from nnx_compat.cli.check import UsageError, discover
 
 __all__ = ["FileResult", "add_parser", "command", "migrate_file", "migrate_text", "write_atomic"]
@@ -228,6 +228,13 @@ def command(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _target(text: str) -> str:
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "migrate",
@@ -238,6 +245,13 @@ def add_parser(sub: Any) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="print a unified diff (the default)")
     mode.add_argument("--write", action="store_true", help="rewrite the files in place")
-    parser.add_argument("--target", choices=TARGETS, default=TARGETS[-1])
+    parser.add_argument(
+        "--target",
+        type=_target,
+        default=TARGETS[-1],
+        metavar="{0.11,0.12,RELEASE}",
+        help="the flax API level to reach: a generation (its newest release) or a release, "
+        "whose API the rewrites use (0.12.3: fork(split=) and sharding_names stay)",
+    )
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB")
     parser.set_defaults(func=command)

@@ -6,6 +6,7 @@ import ast
 from typing import Any
 
 from nnx_compat.checker.rules import Context
+from nnx_compat.checker.targets import target_at_least
 from nnx_compat.codemod import Manual, Plan, rewrite
 from nnx_compat.codemod._edit import keyword, rename_keyword
 
@@ -30,15 +31,14 @@ def _only_split(node: ast.Call) -> bool:
 @rewrite("rngs-fork-splits")
 def _fork_splits(node: ast.AST, ctx: Context, target: str) -> Plan | Manual:
     assert isinstance(node, ast.Call)
-    if target == "0.12" and not _only_split(node):
+    split = target_at_least(target, "0.12.6")  # Rngs.split; before it, fork(split=)
+    if split and not _only_split(node):
         return Manual.at(
             node,
             "rngs-fork-splits",
             "rngs.split(n) (fork's other arguments have no split counterpart)",
         )
-    return Plan(
-        "rngs-fork-splits", _split_call, {"spelling": "split" if target == "0.12" else "fork"}
-    )
+    return Plan("rngs-fork-splits", _split_call, {"spelling": "split" if split else "fork"})
 
 
 @rewrite("rngs-fork-split")

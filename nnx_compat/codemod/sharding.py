@@ -6,11 +6,14 @@ import ast
 from typing import Any
 
 from nnx_compat.checker.rules import Context
+from nnx_compat.checker.targets import target_at_least
 from nnx_compat.codemod import Plan, rewrite
 from nnx_compat.codemod._edit import rename_keyword
 
-#: The metadata key of each target: flax 0.11 stores sharding_names, 0.12.4 out_sharding.
-_KEY = {"0.11": "sharding_names", "0.12": "out_sharding"}
+
+def _key(target: str) -> str:
+    """The metadata key of a target: flax 0.11 stores sharding_names, 0.12.4 out_sharding."""
+    return "out_sharding" if target_at_least(target, "0.12.4") else "sharding_names"
 
 
 @rewrite("sharding-metadata-key")
@@ -20,7 +23,7 @@ def _sharding_key(node: ast.AST, ctx: Context, target: str) -> Plan:
             call = rename_keyword(cst, call, old=old, new=key)
         return call
 
-    return Plan("sharding-metadata-key", apply, {"key": _KEY[target]})
+    return Plan("sharding-metadata-key", apply, {"key": _key(target)})
 
 
 @rewrite("linen-bridge-sharding-metadata")
@@ -31,4 +34,4 @@ def _bridge_key(node: ast.AST, ctx: Context, target: str) -> Plan:
         index = element.slice.with_changes(value=cst.SimpleString(f"{quote}{key}{quote}"))
         return subscript.with_changes(slice=[element.with_changes(slice=index)])
 
-    return Plan("linen-bridge-sharding-metadata", apply, {"key": _KEY[target]})
+    return Plan("linen-bridge-sharding-metadata", apply, {"key": _key(target)})

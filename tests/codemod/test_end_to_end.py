@@ -25,7 +25,9 @@ from nnx_compat.codemod import migrate_source
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 API = _versions.detect().api
-TARGET = "0.12" if API == "0.12" else "0.11"
+# the installed release itself where it is 0.11+ (0.12.3 has no Rngs.split, ...)
+_RELEASE = _versions.parse_version(_versions.installed_version("flax") or "0.12.8").base_version
+TARGET = _RELEASE if API != "0.10" else "0.11"
 NATIVE = API != "0.10"
 
 _RUN = """
