@@ -1,6 +1,6 @@
-"""The new API on the old flax: the names flax 0.11 and 0.12 added to ``flax.nnx``.
+"""The new API on the old flax: the names flax 0.10.1 - 0.12.8 added to ``flax.nnx``.
 
-:data:`ADDED` lists every public name of flax 0.12.8's ``nnx`` that flax 0.10.7 lacks, with the
+:data:`ADDED` lists every public name of flax 0.12.8's ``nnx`` that flax 0.10.0 lacks, with the
 release that added it (read from the flax sources at each release tag; a test checks the list
 against the API snapshots in ``tools/api``). On a flax without the name, ``nnx_compat.nnx``
 either serves a backport with the 0.12 behaviour (:data:`BACKPORTS`, plus the shims of the
@@ -18,10 +18,32 @@ from typing import Any, Final
 
 from nnx_compat import _versions
 
-__all__ = ["ADDED", "BACKPORTS", "INSTEAD", "SUBMODULE_SINCE", "missing"]
+__all__ = ["ADDED", "ALIASES", "BACKPORTS", "INSTEAD", "SUBMODULE_SINCE", "missing"]
 
-#: Every name flax 0.11.0 - 0.12.8 added to ``flax.nnx``, and the first release with it.
+#: Every name flax 0.10.1 - 0.12.8 added to ``flax.nnx`` that flax 0.12.8 still has, and the
+#: first release with it (the 0.10 point releases' names too: users pin those as well).
 ADDED: Final[Mapping[str, str]] = {
+    "switch": "0.10.1",
+    "while_loop": "0.10.1",
+    "checkify": "0.10.2",
+    "fori_loop": "0.10.2",
+    "Perturbation": "0.10.3",
+    "tabulate": "0.10.3",
+    "traversals": "0.10.3",
+    "variable_name_from_type": "0.10.3",
+    "variable_type_from_name": "0.10.3",
+    "cached_partial": "0.10.4",
+    "filter_state": "0.10.4",
+    "from_flat_state": "0.10.4",
+    "map_state": "0.10.4",
+    "merge_state": "0.10.4",
+    "register_variable_name": "0.10.4",
+    "replace_by_pure_dict": "0.10.4",
+    "shard_map": "0.10.4",
+    "split_state": "0.10.4",
+    "to_flat_state": "0.10.4",
+    "to_pure_dict": "0.10.4",
+    "OptState": "0.10.7",
     "Data": "0.11.0",
     "ModelAndOptimizer": "0.11.0",
     "OptArray": "0.11.0",
@@ -83,12 +105,35 @@ ADDED: Final[Mapping[str, str]] = {
     "with_vars": "0.12.8",
 }
 
+#: Names an older flax already had elsewhere in ``flax.nnx``, served from there (the same
+#: object the later release exports): name -> its dotted path under ``flax.nnx``.
+ALIASES: Final[Mapping[str, str]] = {"OptState": "training.optimizer.OptState"}
+
+#: Shims of added names that wrap flax's own function: on a flax without it, the name's error.
+WRAPS_NATIVE: Final = frozenset({"shard_map"})
+
 #: Names that older flax releases already had as a submodule of ``flax.nnx`` (imported with
 #: it), before exporting them: the first release that had the submodule.
-SUBMODULE_SINCE: Final[Mapping[str, str]] = {"graph": "0.10.0", "object": "0.10.0"}
+SUBMODULE_SINCE: Final[Mapping[str, str]] = {
+    "graph": "0.10.0",
+    "object": "0.10.0",
+    "traversals": "0.10.0",
+}
 
 #: What to use on a flax that lacks a name, where something does the same.
 INSTEAD: Final[Mapping[str, str]] = {
+    "switch": "jax.lax.switch over nnx.split(model)'s state",
+    "while_loop": "jax.lax.while_loop over nnx.split(model)'s state",
+    "fori_loop": "jax.lax.fori_loop over nnx.split(model)'s state",
+    "to_flat_state": "state.flat_state()",
+    "from_flat_state": "nnx.State.from_flat_path(flat)",
+    "filter_state": "state.filter(*filters)",
+    "split_state": "state.split(*filters)",
+    "merge_state": "nnx.State.merge(state, *states)",
+    "map_state": "state.map(lambda path, value: ...)",
+    "to_pure_dict": "state.to_pure_dict()",
+    "replace_by_pure_dict": "state.replace_by_pure_dict(pure_dict)",
+    "shard_map": "jax.experimental.shard_map.shard_map over nnx.split(model)'s state",
     "Data": "nnx.data(value) on the attribute",
     "OptArray": "nnx.optimizer.OptState",
     "OptVariable": "nnx.optimizer.OptState",
@@ -122,9 +167,10 @@ def iter_modules(module: Any, /, *, graph: bool | None = None) -> Iterator[tuple
 
 
 def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[Any, Any]]:
-    """flax 0.12.1's ``nnx.iter_children(node)``: ``(key, child)`` of the node's immediate
+    """flax 0.12.5's ``nnx.iter_children(node)``: ``(key, child)`` of the node's immediate
     children that are graph nodes or Variables, by key (``Module.iter_children()`` before
-    yielded Modules only)."""
+    yielded Modules only, and so does flax 0.12.1-0.12.4's own ``nnx.iter_children``, which
+    stands on those releases)."""
     _graph_mode_only("iter_children", graph)
     nnx = _versions.import_nnx()
     impl = nnx.graph.get_node_impl(node)
@@ -277,12 +323,7 @@ def _rngs_broadcast(self: Any, k: Any) -> Any:
     spec = k if isinstance(k, Mapping) else {...: k}
     from nnx_compat import _rngs
 
-    def to_predicate(f: Any) -> Any:
-        if isinstance(f, str):  # a stream's tag (on the key before flax 0.10.7)
-            return lambda path, stream: _rngs.stream_tag(stream) == f
-        return nnx.filterlib.to_predicate(f)
-
-    predicates = {to_predicate(f): v for f, v in spec.items()}
+    predicates = {_rngs.stream_predicate(f): v for f, v in spec.items()}
     streams: dict[str, Any] = {}
     for name in self:
         stream = getattr(self, name)
@@ -347,6 +388,14 @@ BACKPORTS: Final[Mapping[str, Any]] = {
     "use_eager_sharding": use_eager_sharding,
     "using_eager_sharding": using_eager_sharding,
 }
+
+
+def alias(name: str) -> Any:
+    """The object an older flax has for ``name`` (:data:`ALIASES`)."""
+    value: Any = _versions.import_nnx()
+    for part in ALIASES[name].split("."):
+        value = getattr(value, part)
+    return value
 
 
 def missing(name: str) -> AttributeError:

@@ -59,6 +59,8 @@ class Example:
         raises: Why the legacy form still raises through nnx_compat (a non-goal says it in
             its record, and raises where the installed flax has the change).
         raises_where: Where it raises, as for ``warns``.
+        needs: The first flax release on which the legacy form runs natively, where it uses
+            the API of a 0.10 release later than 0.10.0 (on an older one it fails natively).
     """
 
     legacy: str
@@ -66,6 +68,7 @@ class Example:
     warns: str = "everywhere"
     raises: str = ""
     raises_where: str = "changed"
+    needs: str = "0.10.0"
 
 
 _E = Example
@@ -242,6 +245,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "\n"
         "result = keys(rngs)\n",
         warns="changed",
+        needs="0.10.7",
     ),
     "bridge-to-nnx-rngs": _E(
         "from flax import linen\n"
@@ -324,6 +328,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
             "snapshot = nnx.state(model)\n",
             "snapshot = nnx.clone(nnx.state(model))\n",
         ),
+        needs="0.10.7",
     ),
     "merge-shares-variables": _E(
         *_both(
@@ -333,10 +338,12 @@ EXAMPLES: Final[Mapping[str, Example]] = {
             "copy = nnx.merge(*nnx.split(model))\n",
             "copy = nnx.clone(model)\n",
         ),
+        needs="0.10.7",
     ),
     "mutable-arrays": _E(
         "ref = nnx.mutable_array(jnp.zeros(3))\n",
         "new_ref = getattr(jax, 'new_ref', None) or jax.array_ref\nref = new_ref(jnp.zeros(3))\n",
+        needs="0.10.7",
     ),
     "nnx-dataclasses": _E(
         "@nnx.dataclass\n"
@@ -354,6 +361,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "\n"
         "\n"
         "result = Config().size\n",
+        needs="0.10.7",
     ),
     # ------------------------------------------------------------------ pytree
     "tree-map-over-modules": _E(
@@ -460,6 +468,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
             "        self.pair = nnx.data(Pair(jnp.ones(2), jnp.zeros(2)))\n",
         ),
         warns="changed",
+        needs="0.10.5",
     ),
     # ------------------------------------------------------------------ variable
     "variable-value": _E(
@@ -489,6 +498,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))\n"
         "graphdef, state = nnx.split(model)\n"
         "result = nnx.to_flat_state(state)\n",
+        needs="0.10.5",
     ),
     "variable-hash": _E(
         *_both(
@@ -530,6 +540,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "variable = nnx.Param(jnp.ones(2), tag='encoder')\n"
         "result = variable[...], variable.get_metadata()['tag']\n",
         warns="changed",
+        needs="0.10.3",
     ),
     # ------------------------------------------------------------------ sharding
     "sharding-without-mesh": _E(
@@ -631,6 +642,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "    rngs=nnx.Rngs(0),\n"
         ")\n"
         "result = attention(jnp.ones((1, 3, 4)))\n",
+        needs="0.10.7",
     ),
     "recurrent-layers-fork-rngs": _E(
         "cell = nnx.LSTMCell(2, 3, rngs=nnx.Rngs(0))\n"
@@ -721,5 +733,6 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         ")\n"
         "result = double(jnp.ones(4))\n",
         warns="changed",
+        needs="0.10.4",
     ),
 }

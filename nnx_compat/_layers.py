@@ -151,6 +151,8 @@ _MHA_POSITIONAL: Final = _patterns.POSITIONAL["mha-positional"]
 
 
 _MHA: Any = _nnx.MultiHeadAttention
+# flax 0.10.7 added in_kv_features; before it, four positional arguments
+_MHA_IN_KV: Final = _versions.feature("MHA_IN_KV_FEATURES")
 
 
 class MultiHeadAttention(*_RNGS_MIXIN, _MHA, metaclass=_classes.meta_of(_MHA)):  # type: ignore[misc,metaclass]
@@ -166,6 +168,12 @@ class MultiHeadAttention(*_RNGS_MIXIN, _MHA, metaclass=_classes.meta_of(_MHA)): 
     def __init__(self, num_heads: int, in_features: Any, *args: Any, **kwargs: Any) -> None:
         """As the native constructor; the kept stream is ``rngs.dropout.fork()``."""
         if args:
+            if len(args) == len(_MHA_POSITIONAL) and not _MHA_IN_KV:
+                raise TypeError(
+                    f"MultiHeadAttention takes at most {len(args) + 1} positional arguments on "
+                    f"flax {_versions.installed_version('flax')}: the fifth, in_kv_features, "
+                    "needs flax 0.10.7 or newer"
+                )
             kwargs = _positional("MultiHeadAttention", _MHA_POSITIONAL, args, kwargs, offset=2)
             if len(args) == len(_MHA_POSITIONAL):
                 _warnings.warn_legacy(

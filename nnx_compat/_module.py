@@ -124,6 +124,19 @@ class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-t
 
     _nnx_compat_native = _NativeModule
 
+    if not _versions.feature("MODULE_PYTREE_ARG"):
+
+        def __init_subclass__(cls, pytree: bool = False, **kwargs: Any) -> None:
+            """flax 0.11's ``pytree=`` class keyword on flax 0.10.0-0.10.6, whose Modules are
+            never pytrees: ``pytree=False`` is what they are; ``pytree=True`` needs flax 0.11."""
+            if pytree:
+                raise TypeError(
+                    f"class {cls.__name__}(nnx.Module, pytree=True) needs flax 0.11.0 or newer "
+                    f"(flax {_versions.installed_version('flax')} is installed: its Modules are "
+                    "never pytrees); drop pytree=True"
+                )
+            super().__init_subclass__(**kwargs)
+
     if _STRICT:
 
         def __setattr__(self, name: str, value: Any) -> None:

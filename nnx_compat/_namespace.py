@@ -26,8 +26,16 @@ def public_names(module: types.ModuleType) -> list[str]:
 
 def bound_shims(upstream: types.ModuleType) -> list[str]:
     """The shims the namespace binds: every one except those of names the installed flax
-    removed, which its module ``__getattr__`` serves with their warning at each access."""
-    return [n for n in _patterns.shims() if n not in _patterns.REMOVED or n in vars(upstream)]
+    removed, which its module ``__getattr__`` serves with their warning at each access, and
+    those wrapping a function the installed flax does not have yet (its error names the
+    release)."""
+    from nnx_compat import _added
+
+    return [
+        n
+        for n in _patterns.shims()
+        if (n not in _patterns.REMOVED and n not in _added.WRAPS_NATIVE) or n in vars(upstream)
+    ]
 
 
 def populate(namespace: MutableMapping[str, Any]) -> None:
@@ -63,6 +71,9 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     for name, backport in _added.BACKPORTS.items():
         if name not in vars(upstream):
             namespace[name] = backport
+    for name in _added.ALIASES:
+        if name not in vars(upstream):
+            namespace[name] = _added.alias(name)
     namespace["__all__"] = sorted(set(names) | set(shimmed))
     namespace["__getattr__"] = _fallback(upstream, own_name)
     namespace["__dir__"] = lambda: sorted(set(namespace["__all__"]) | set(vars(upstream)))

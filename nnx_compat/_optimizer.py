@@ -34,6 +34,8 @@ _NativeModelAndOptimizer: Any = (
 
 # flax 0.11.0: update(model, grads) and keyword-only wrt; 0.10 holds the model itself.
 _UPDATE_TAKES_MODEL: Final = _versions.feature("OPTIMIZER_UPDATE_TAKES_MODEL")
+# flax 0.10.2: update(grads, **kwargs) reaches tx.update (optax's extra arguments)
+_UPDATE_KWARGS: Final = _versions.feature("OPTIMIZER_UPDATE_KWARGS")
 # flax 0.12.8: Optimizer(..., graph=) for tree mode.
 _GRAPH_ARG: Final = _versions.feature("OPTIMIZER_GRAPH_ARG")
 
@@ -274,6 +276,12 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
             model = held
         elif held is not _MISSING and model is not held:
             raise ValueError(self._nnx_compat_other_model_message())
+        if kwargs and not _UPDATE_KWARGS:
+            raise TypeError(
+                f"optimizer.update(..., {', '.join(f'{k}=' for k in kwargs)}): extra arguments "
+                "for the transformation's update need flax 0.10.2 or newer (flax "
+                f"{_versions.installed_version('flax')} is installed)"
+            )
         try:
             if _UPDATE_TAKES_MODEL:
                 return _Native.update(self, model, grads, **kwargs)

@@ -466,7 +466,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "self.items = nnx.Dict() (or nnx.data({})) at the assignment",
         "",
         ("Module",),
-        "flax 0.12 leaves the container static: its contents are missing from nnx.state and "
+        "flax 0.12 leaves the container static: arrays in it raise when flax reads the "
+        "Module, and from 0.12.5 its Modules and Variables are missing from nnx.state and "
         "transforms fail; nnx_compat makes it data when flax next reads the Module",
         probe="STRICT_PYTREE_ATTRIBUTES",
     ),

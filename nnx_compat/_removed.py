@@ -47,7 +47,9 @@ def fork(state: Any, split_filter: Any, split_pattern: Any) -> ForkStates:
         if isinstance(split_pattern, int)
         else tuple(1 if axis is None else axis for axis in split_pattern)
     )
-    split_keys, split_counts, broadcast_keys, broadcast_counts = _nnx.split_state(
+    # nnx.split_state arrived in flax 0.10.4; State.split, which it calls, is older
+    split_state = getattr(_nnx, "split_state", None) or type(state).split
+    split_keys, split_counts, broadcast_keys, broadcast_counts = split_state(
         state,
         _nnx.All(split_filter, _nnx.RngKey),
         _nnx.All(split_filter, _nnx.RngCount),

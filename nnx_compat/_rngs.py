@@ -211,6 +211,14 @@ def stream_tag(stream: Any) -> str:
     return str(tag if tag is not None else stream.key.tag)
 
 
+def stream_predicate(filter_: Any) -> Any:
+    """A filter as a predicate on ``((), stream)``; a string selects a stream by its tag (on the
+    key before flax 0.10.7, where a stream has no tag of its own)."""
+    if isinstance(filter_, str):
+        return lambda path, stream: stream_tag(stream) == filter_
+    return _filterlib.to_predicate(filter_)
+
+
 def new_stream(key: Any, tag: str) -> Any:
     """Flax's own ``RngStream`` for ``key`` (an int seed, a typed key or key data), count at
     zero, on every flax."""
@@ -232,6 +240,11 @@ class RngStream(_nnx.RngStream, metaclass=_RngStreamMeta):  # type: ignore[misc]
     ``RngStream(key, tag=tag)`` on every flax; it builds flax's own ``RngStream``."""
 
     _nnx_compat_native = _nnx.RngStream
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # a user's subclass: either generation's arguments, as for the class itself
+        args = _stream_arguments(args, kwargs)
+        super().__init__(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- Rngs
@@ -279,9 +292,10 @@ class Rngs(_nnx.Rngs, metaclass=_classes.meta_of(_nnx.Rngs)):  # type: ignore[mi
         keys: dict[str, Any] = {}
         for name, stream in self.items():
             shape = chosen.get(name, _MISSING)
-            keys[name] = (
-                stream if shape is None or shape is _MISSING else jax.random.split(stream(), shape)
-            )
+            if shape is None or shape is _MISSING:  # kept: its key, its count from zero
+                keys[name] = stream.key[...]
+            else:
+                keys[name] = jax.random.split(stream(), shape)
         return type(self)(**keys)
 
 
@@ -291,7 +305,7 @@ def _choose(rngs: Any, split: Any, *, default: Any) -> dict[str, Any]:
         return {}
     if not isinstance(split, Mapping):
         split = {...: split}
-    predicates = [(_filterlib.to_predicate(f), shape) for f, shape in split.items()]
+    predicates = [(stream_predicate(f), shape) for f, shape in split.items()]
     chosen: dict[str, Any] = {}
     for name, stream in rngs.items():
         for predicate, shape in predicates:
@@ -315,15 +329,21 @@ _parents: dict[int, weakref.ref[Any]] = {}
 _STREAM_FORK: Final = _versions.feature("RNGSTREAM_FORK")
 
 
-def fork_stream(stream: Any) -> Any:
-    """``stream.fork()``: a new stream keyed by the stream's next key, its count at zero (the
-    method is missing before flax 0.10.7: :func:`_fork_by_hand` computes the same)."""
-    return stream.fork() if _STREAM_FORK else _fork_by_hand(stream)
+def fork_stream(stream: Any, *, split: Any = None) -> Any:
+    """``stream.fork(split=split)``: a new stream keyed by the stream's next key (split to
+    ``split``), its count at zero. The method is missing before flax 0.10.7:
+    :func:`_fork_by_hand` computes the same there."""
+    if not _STREAM_FORK:
+        return _fork_by_hand(stream, split)
+    return stream.fork() if split is None else stream.fork(split=split)
 
 
-def _fork_by_hand(stream: Any) -> Any:
+def _fork_by_hand(stream: Any, split: Any) -> Any:
     # flax 0.10.0-0.10.6: the tag lives on the key, and the constructor takes the count
-    return new_stream(stream(), stream_tag(stream))
+    key = stream()
+    if split is not None:
+        key = jax.random.split(key, split)
+    return new_stream(key, stream_tag(stream))
 
 
 def remember_parent(rngs: Any) -> None:
@@ -377,7 +397,7 @@ def reseed(
     hold forked streams since flax 0.11.0: that case warns; reseed the model instead.
 
     Raises:
-        TypeError: for ``graph=False`` on a flax without tree mode (before 0.12.6).
+        TypeError: for ``graph=False`` on a flax without tree mode (before 0.12.5).
     """
     if isinstance(node, _nnx.Rngs) and _is_parent(node):
         _warnings.warn_legacy("reseed-shared-rngs")
@@ -386,7 +406,7 @@ def reseed(
             stream_keys["graph"] = graph
         elif graph is not True:
             raise TypeError(
-                f"nnx.reseed(..., graph={graph!r}) needs flax 0.12.6 or newer, the first with "
+                f"nnx.reseed(..., graph={graph!r}) needs flax 0.12.5 or newer, whose reseed has "
                 f"tree mode; drop graph= on flax {_versions.installed_version('flax')}."
             )
     if _RESEED_POLICY:
@@ -435,7 +455,7 @@ def _fork_rngs_backport(node: Any = _MISSING, /, *, split: Any = None) -> Any:
             continue
         for predicate, shape in predicates:
             if predicate((*path, "key"), stream.key) and predicate((*path, "count"), stream.count):
-                forked = stream.fork(split=shape)
+                forked = fork_stream(stream, split=shape)
                 backups.append((stream, stream.key.raw_value, stream.count.raw_value))
                 stream.key.raw_value = forked.key.raw_value
                 stream.count.raw_value = forked.count.raw_value

@@ -146,10 +146,9 @@ def shard_map(*args: Any, **kwargs: Any) -> Any:
     warns where flax rejects it; the new one is translated back silently on older flax.
     """
     if _native_shard_map is None:
-        raise AttributeError(
-            "nnx.shard_map needs a newer flax than the installed "
-            f"{_versions.installed_version('flax')}: pip install 'flax>=0.10.7'"
-        )
+        from nnx_compat import _added
+
+        raise _added.missing("shard_map")
     old = [k for k in ("check_rep", "auto") if k in kwargs]
     new = [k for k in ("check_vma", "axis_names") if k in kwargs]
     if old and new:

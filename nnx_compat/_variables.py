@@ -95,7 +95,7 @@ def _value_taking_variables(native: property) -> property:
     def fset(self: Any, value: Any) -> None:
         if isinstance(value, Variable):
             _warnings.warn_legacy("variable-value-variable", detail=f"a {type(value).__name__}")
-            value = value.value
+            value = value.get_value() if hasattr(value, "get_value") else value.value
         setter(self, value)
 
     return property(native.fget, fset, native.fdel, native.__doc__)
@@ -146,7 +146,10 @@ def _watching(original: Callable[..., Any]) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- flax 0.12
 
 
-def _value_property() -> property:
+def _value_property(*, take_variables: bool) -> property:
+    """``value`` warning at the user's line; with ``take_variables`` (flax 0.12.1-0.12.5, which
+    reject a Variable as a value), its setter also takes a Variable's value, as flax 0.10."""
+
     def fget(self: Any) -> Any:
         if _warnings.called_from_user():
             _warnings.warn_legacy("variable-value")
@@ -155,6 +158,9 @@ def _value_property() -> property:
     def fset(self: Any, value: Any) -> None:
         if _warnings.called_from_user():
             _warnings.warn_legacy("variable-value")
+        if take_variables and isinstance(value, Variable):
+            _warnings.warn_legacy("variable-value-variable", detail=f"a {type(value).__name__}")
+            value = value.get_value()
         self.set_value(value)
 
     return property(fget, fset, doc="The value (deprecated: use ``variable[...]``).")
@@ -282,9 +288,10 @@ def _replacements() -> dict[str, Any]:
     if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.1 added them
         out["get_value"] = _get_value
         out["set_value"] = _set_value
+    takes_variables = _versions.feature("VARIABLE_VALUE_REJECTS_VARIABLE")  # until 0.12.6
     if _versions.feature("VARIABLE_VALUE_WARNS"):  # flax 0.12.1
-        out["value"] = _value_property()
-    if _versions.feature("VARIABLE_VALUE_REJECTS_VARIABLE"):  # flax 0.11
+        out["value"] = _value_property(take_variables=takes_variables)
+    elif takes_variables:  # flax 0.11
         out["value"] = _value_taking_variables(vars(Variable)["value"])
     if _versions.feature("VARIABLE_INPLACE_RAISES"):  # flax 0.12.0
         for name, (symbol, op) in _INPLACE.items():

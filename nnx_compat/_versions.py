@@ -48,25 +48,32 @@ GENERATIONS: Final = ("0.10", "0.11", "0.12")
 MINIMUM_FLAX: Final = Version("0.10.0")
 
 _JIT_AXES: Final = "its nnx.jit passes abstracted_axes= to jax.jit, which jax 0.8.3 rejects"
+_SHARD_MAP_AUTO: Final = "its nnx.shard_map passes auto= to jax's, which jax 0.8.0 rejects"
 
 #: The jax releases each flax release works with, as the release sweep found them
 #: (``python -m tools.sweep``: the oldest and newest of its candidates with which flax imports
-#: and runs a layer under ``nnx.jit`` and ``nnx.grad``; flax declares no upper bound): (flax
-#: releases, jax requirement, why). A test checks
-#: the table against the sweep's results (``tools/sweep/results.json``).
+#: and runs a layer under ``nnx.jit`` and ``nnx.grad``, its ``nnx.pmap`` and ``nnx.shard_map``; flax
+#: declares no upper bound): (flax releases, jax requirement, why). A test checks the table
+#: against the sweep's results (``tools/sweep/results.json``).
 JAX_RANGES: Final[tuple[tuple[str, str, str], ...]] = (
     (">=0.10.0,<0.10.4", "jax>=0.4.27,<0.8.3", _JIT_AXES),
-    ("==0.10.4", "jax>=0.4.33,<0.8.3", "needs jax.sharding.AbstractMesh; " + _JIT_AXES),
-    (">=0.10.5,<0.10.7", "jax>=0.5.3,<0.8.3", "flax declares jax>=0.5.1; " + _JIT_AXES),
+    ("==0.10.4", "jax>=0.4.33,<0.8", "needs jax.sharding.AbstractMesh; " + _SHARD_MAP_AUTO),
+    (">=0.10.5,<0.10.7", "jax>=0.5.3,<0.8", "flax declares jax>=0.5.1; " + _SHARD_MAP_AUTO),
     (
         ">=0.10.7,<0.11.1",
         "jax>=0.6.0,<0.8",
         "imports jax._src.core.mutable_array, which jax 0.8 removed",
     ),
-    (">=0.11.1,<0.12.0", "jax>=0.6.0,<0.8.3", _JIT_AXES),
-    ("==0.12.0", "jax>=0.7.2,<0.8.3", "flax declares jax>=0.7.2; " + _JIT_AXES),
+    (">=0.11.1,<0.12.0", "jax>=0.6.0,<0.8", _SHARD_MAP_AUTO),
+    ("==0.12.0", "jax>=0.7.2,<0.8", "flax declares jax>=0.7.2; " + _SHARD_MAP_AUTO),
     ("==0.12.1", "jax>=0.8.1,<0.8.3", "flax declares jax>=0.8.1; " + _JIT_AXES),
-    (">=0.12.2,<0.12.7", "jax>=0.8.1", "flax's declared floor; works with jax up to 0.10.2"),
+    (
+        ">=0.12.2,<0.12.6",
+        "jax>=0.8.1,<0.10",
+        "flax declares jax>=0.8.1; its nnx.pmap passes global_arg_shapes= to jax.pmap, "
+        "which jax 0.10.0 rejects",
+    ),
+    ("==0.12.6", "jax>=0.8.1", "flax's declared floor; works with jax up to 0.10.2"),
     (">=0.12.7,<0.13", "jax>=0.10.0", "flax 0.12.7 raised its jax floor"),
 )
 
@@ -245,6 +252,14 @@ def optimizer_requires_wrt(nnx: Any) -> bool:
     )
 
 
+@_probe(since="0.10.2")
+def optimizer_update_kwargs(nnx: Any) -> bool:
+    """``Optimizer.update(..., **kwargs)`` passes extra arguments to the transformation's
+    update (flax 0.10.2)."""
+    parameters = inspect.signature(nnx.Optimizer.update).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 @_probe(since="0.11.0")
 def optimizer_update_takes_model(nnx: Any) -> bool:
     """``Optimizer.update(model, grads)`` instead of ``update(grads)`` (flax 0.11.0)."""
@@ -309,6 +324,27 @@ def has_dict(nnx: Any) -> bool:
 def has_data(nnx: Any) -> bool:
     """``nnx.data`` exists (flax 0.11.0)."""
     return hasattr(nnx, "data")
+
+
+@_probe(since="0.12.5")
+def late_containers_static(nnx: Any) -> bool:
+    """A plain container attribute assigned empty and filled afterwards stays static: its
+    contents are missing from the state (flax 0.12.5; flax 0.12.0-0.12.4 still flatten them)."""
+    import numpy as np
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.items: dict[str, Any] = {}
+
+    probe = _Probe()
+    probe.items["a"] = nnx.Param(np.zeros(1))
+    return not _graph_leaves(nnx.graph.flatten(probe)[1])
+
+
+def _graph_leaves(state: Any) -> list[Any]:
+    import jax
+
+    return jax.tree_util.tree_leaves(state)
 
 
 @_probe(since="0.12.0")
@@ -411,9 +447,9 @@ def reseed_policy(nnx: Any) -> bool:
     return "policy" in inspect.signature(nnx.reseed).parameters
 
 
-@_probe(since="0.12.6")
+@_probe(since="0.12.5")
 def reseed_graph_arg(nnx: Any) -> bool:
-    """``nnx.reseed`` takes ``graph=`` for tree mode (flax 0.12.6)."""
+    """``nnx.reseed`` takes ``graph=`` for tree mode (flax 0.12.5)."""
     return "graph" in inspect.signature(nnx.reseed).parameters
 
 
@@ -429,9 +465,9 @@ def graph_mode_context(nnx: Any) -> bool:
     return hasattr(nnx, "set_graph_mode")
 
 
-@_probe(since="0.12.6")
+@_probe(since="0.12.4")
 def transforms_graph_arg(nnx: Any) -> bool:
-    """Transforms take ``graph=`` for tree mode (flax 0.12.6)."""
+    """Transforms take ``graph=`` for tree mode (flax 0.12.4)."""
     return "graph" in inspect.signature(nnx.jit).parameters
 
 
@@ -506,6 +542,45 @@ def layers_keyword_only(nnx: Any) -> bool:
     their options by keyword only (flax 0.11.0)."""
     param = _init_signature(nnx.Dropout).parameters["broadcast_dims"]
     return param.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@_probe(since="0.10.5")
+def array_attributes(nnx: Any) -> bool:
+    """An array held by a Module attribute is state (flax 0.10.5; before it, flattening the
+    Module raises "Arrays leaves are not supported"). A numpy array: no JAX backend starts."""
+    import numpy as np
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.array = np.zeros(1)
+
+    try:
+        nnx.graph.flatten(_Probe())
+    except ValueError:
+        return False
+    return True
+
+
+@_probe(since="0.10.7")
+def module_pytree_arg(nnx: Any) -> bool:
+    """``class M(nnx.Module, pytree=...)`` is accepted (flax 0.10.7)."""
+    return "pytree" in inspect.signature(nnx.Module.__init_subclass__).parameters
+
+
+@_probe(since="0.10.7")
+def mha_in_kv_features(nnx: Any) -> bool:
+    """``MultiHeadAttention`` takes ``in_kv_features``, its fifth positional argument
+    (flax 0.10.7)."""
+    return "in_kv_features" in _init_signature(nnx.MultiHeadAttention).parameters
+
+
+@_probe(since="0.12.6")
+def named_sharding_mesh(nnx: Any) -> bool:
+    """A Variable annotated with a ``NamedSharding`` is sharded on that sharding's own mesh
+    outside any mesh context (flax 0.12.6; before, it needs a mesh context like any other)."""
+    from flax.core import spmd
+
+    return hasattr(spmd, "get_mesh")
 
 
 @_probe(since="0.12.6")

@@ -244,6 +244,12 @@ def test_dropout_positional_form_maps_each_argument() -> None:
 
 
 def test_multi_head_attention_fifth_positional_is_in_kv_features() -> None:
+    if not _versions.feature("MHA_IN_KV_FEATURES"):  # flax 0.10.0-0.10.6: no such argument
+        with pytest.raises(TypeError, match=r"in_kv_features, needs flax 0\.10\.7"):
+            nnx.MultiHeadAttention(2, 4, 8, 6, 3, decode=False, rngs=nnx.Rngs(0))
+        with pytest.raises(TypeError):
+            upstream.MultiHeadAttention(2, 4, 8, 6, 3, decode=False, rngs=upstream.Rngs(0))
+        return
     with pytest.warns(LayersDeprecationWarning, match="mha-positional") as caught:
         mha = nnx.MultiHeadAttention(2, 4, 8, 6, 3, decode=False, rngs=nnx.Rngs(0))  # MHA-5
     assert caught[0].lineno == line_of(__file__, "MHA-5")

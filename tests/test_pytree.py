@@ -16,6 +16,7 @@ from tests.markers import line_of
 
 API = _versions.detect().api
 OBJECT_SHIMMED = not _versions.feature("OBJECT_IS_MODULE_BASE")
+ARRAYS = _versions.feature("ARRAY_ATTRIBUTES")  # flax 0.10.5: plain arrays as state
 
 
 def _nnx_objects() -> list[Any]:
@@ -97,7 +98,8 @@ def test_subclassing_object_gives_flaxs_object() -> None:
     class Counter(nnx.Object):  # type: ignore[misc]
         def __init__(self) -> None:
             self.count = upstream.Variable(jnp.zeros((), jnp.int32))
-            self.history = [jnp.ones(1)]  # a non-pytree Object may hold anything
+            # a non-pytree Object may hold anything (an array from flax 0.10.5 on)
+            self.history = [jnp.ones(1) if ARRAYS else upstream.Param(jnp.ones(1))]
 
     counter = Counter()
     assert isinstance(counter, upstream.Object)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 import nnx_compat
-from nnx_compat import _versions, nnx
+from nnx_compat import _paths, _versions, nnx
 from nnx_compat._warnings import LayersDeprecationWarning
 from tests.markers import line_of
 from tests.strategies import assert_same_bits
@@ -33,19 +33,17 @@ X = jnp.linspace(-1.0, 1.0, 2 * 5 * 3).reshape(2, 5, 3)
 
 
 def _rng_paths(node: Any) -> list[str]:
-    return sorted(
-        "/".join(map(str, path)) for path, _ in nnx.to_flat_state(nnx.state(node, nnx.RngState))
-    )
+    return sorted(_paths.flatten(nnx.state(node, nnx.RngState)))
 
 
 def _flat(node: Any) -> dict[str, Any]:
     """Every array of the node's state by path (keys as their raw data)."""
     out = {}
-    for path, leaf in nnx.to_flat_state(nnx.state(node)):
+    for path, leaf in _paths.flatten(nnx.state(node)).items():
         value = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
         if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
             value = jax.random.key_data(value)
-        out["/".join(map(str, path))] = value
+        out[path] = value
     return out
 
 
@@ -130,9 +128,21 @@ def test_initialize_carry_without_rngs_draws_from_the_build_rngs(name: str) -> N
     assert int(rngs.carry.count[...]) == len(jax.tree.leaves(carry))
 
 
+def _flax_checks_trace_levels() -> bool:
+    """flax 0.10.4 checks no trace level (its ``TraceState.is_valid`` answers True)."""
+    rngs = upstream.Rngs(0)
+    seen: list[bool] = []
+    jax.jit(lambda: seen.append(rngs.default.count._trace_state.is_valid()))()
+    return not seen[0]
+
+
 def test_initialize_carry_without_rngs_inside_a_transform_names_the_fix() -> None:
     """The build Rngs belongs to the outer trace: drawing from it there cannot be had."""
     cell = nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+    if not _flax_checks_trace_levels():  # flax 0.10.4: it draws (a leak), as flax itself does
+        with pytest.warns(LayersDeprecationWarning, match="recurrent-layers-fork-rngs"):
+            jax.jit(lambda: cell.initialize_carry((2, 3)))()
+        return
     with pytest.raises(ValueError, match=r"keep_rngs=True .*recurrent-layers-fork-rngs"):
         jax.jit(lambda: cell.initialize_carry((2, 3)))()
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnx_compat
-from nnx_compat import _versions, nnx
+from nnx_compat import _rngs, _versions, nnx
 from nnx_compat._warnings import RngsDeprecationWarning
 from nnx_compat.cli import doctor as _doctor
 from tests.hlo import lowered_text
@@ -22,6 +22,20 @@ from tests.markers import line_of
 from tests.strategies import assert_bitwise_equal, assert_same_bits, flat_arrays
 
 FORKS = _versions.feature("LAYERS_FORK_RNGS")
+
+
+#: flax 0.10.7 added ``Rngs.fork`` and ``RngStream.fork``; before it, the tests compare with
+#: what those compute (each stream's next key, split where asked, in a new ``Rngs``).
+NATIVE_FORK = _versions.feature("RNGSTREAM_FORK")
+
+
+def _native_fork(rngs: Any, split: Any = None) -> Any:
+    if NATIVE_FORK:
+        return rngs.fork() if split is None else rngs.fork(split=split)
+    keys = {name: stream() for name, stream in rngs.items()}
+    if split is not None:
+        keys = {name: jax.random.split(key, split) for name, key in keys.items()}
+    return upstream.Rngs(**keys)
 
 
 def _key_data(key: jax.Array) -> np.ndarray:
@@ -203,7 +217,7 @@ def test_fork_split_and_split_give_the_same_keys() -> None:
     # and the keys are what upstream's fork(split=5) draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # flax 0.12.6+ deprecates it
-        native = upstream.Rngs(0, params=1).fork(split=5)
+        native = _native_fork(upstream.Rngs(0, params=1), split=5)
     assert_bitwise_equal(flat_arrays(nnx.state(c)), flat_arrays(upstream.state(native)))
 
 
@@ -228,7 +242,7 @@ def test_fork_splits_warns_naming_split() -> None:
 
 def test_plain_fork_matches_upstream_without_warning() -> None:
     forked = nnx.Rngs(0, dropout=2).fork()
-    native = upstream.Rngs(0, dropout=2).fork()
+    native = _native_fork(upstream.Rngs(0, dropout=2))
     assert isinstance(forked, nnx.Rngs)
     assert_bitwise_equal(flat_arrays(nnx.state(forked)), flat_arrays(upstream.state(native)))
 
@@ -367,7 +381,12 @@ KEY_FIRST = _versions.feature("RNGSTREAM_KEY_FIRST")  # flax 0.11.0
 
 @pytest.mark.parametrize("form", ["0.10", "0.11"])
 def test_rngstream_takes_both_argument_orders_and_is_flaxs_own(form: str) -> None:
-    native = upstream.RngStream(3, tag="dropout") if KEY_FIRST else upstream.RngStream("dropout", 3)
+    if KEY_FIRST:
+        native = upstream.RngStream(3, tag="dropout")
+    elif _versions.feature("RNGSTREAM_TAKES_COUNT"):  # flax 0.10.0-0.10.6
+        native = upstream.RngStream("dropout", jax.random.key(3), jnp.zeros((), jnp.uint32))
+    else:
+        native = upstream.RngStream("dropout", 3)
     if form == "0.10":
         with nnx_compat.warnings_policy("ignore"):
             stream = nnx.RngStream("dropout", 3)  # STREAM-010
@@ -375,7 +394,7 @@ def test_rngstream_takes_both_argument_orders_and_is_flaxs_own(form: str) -> Non
         stream = nnx.RngStream(3, tag="dropout")
     assert type(stream) is upstream.RngStream
     assert isinstance(stream, nnx.RngStream) and isinstance(native, nnx.RngStream)
-    assert stream.tag == "dropout"
+    assert _rngs.stream_tag(stream) == "dropout"  # before flax 0.10.7 only the key has a tag
     assert_bitwise_equal(
         {"key": np.asarray(jax.random.key_data(stream()))},
         {"key": np.asarray(jax.random.key_data(native()))},
@@ -399,19 +418,27 @@ def test_a_subclass_of_the_rngstream_shim_builds_itself() -> None:
 
 
 def test_fork_stream_is_rngstream_fork() -> None:
-    """``_rngs.fork_stream``: the stream's own ``fork()`` where it has one (flax 0.10.7+)."""
-    from nnx_compat import _rngs
+    """``_rngs.fork_stream``: the stream's own ``fork()`` where it has one (flax 0.10.7+),
+    else the same computation; with and without ``split``."""
+    for split in (None, 3, (2, 2)):
+        a, b = upstream.Rngs(dropout=3), upstream.Rngs(dropout=3)
+        forked = _rngs.fork_stream(a.dropout, split=split)
+        if NATIVE_FORK:
+            native = b.dropout.fork() if split is None else b.dropout.fork(split=split)
+        else:  # its computation: the next key, split
+            key = b.dropout()
+            native = upstream.Rngs(dropout=key if split is None else jax.random.split(key, split))
+            native = native.dropout
+        assert type(forked) is upstream.RngStream
+        assert _rngs.stream_tag(forked) == "dropout"
+        assert_same_bits(jax.random.key_data(forked.key[...]), jax.random.key_data(native.key[...]))
+        assert_same_bits(forked.count[...], native.count[...])
+        assert_same_bits(a.dropout.count[...], b.dropout.count[...])
 
-    a, b = upstream.Rngs(dropout=3), upstream.Rngs(dropout=3)
-    forked, native = _rngs.fork_stream(a.dropout), b.dropout.fork()
-    assert_same_bits(jax.random.key_data(forked()), jax.random.key_data(native()))
-    assert_same_bits(a.dropout.count[...], b.dropout.count[...])
 
-
-def test_fork_stream_before_flax_0105(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fork_stream_before_flax_0107(monkeypatch: pytest.MonkeyPatch) -> None:
     """flax 0.10.0-0.10.6 streams have no ``fork``: the same computation (the next key, a count
     of zero), with the tag read from the key and the count passed to the constructor."""
-    from nnx_compat import _rngs
 
     built: dict[str, object] = {}
 
@@ -428,7 +455,7 @@ def test_fork_stream_before_flax_0105(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_rngs, "_STREAM_KEY_FIRST", False)
     monkeypatch.setattr(_rngs, "_STREAM_COUNT", True)
     stream = object.__new__(OldStream)
-    _rngs._fork_by_hand(stream)
+    _rngs._fork_by_hand(stream, None)
     assert built["tag"] == "dropout"
     assert_same_bits(jax.random.key_data(built["key"]), jax.random.key_data(jax.random.key(7)))
     assert_same_bits(built["count"], jnp.zeros((), jnp.uint32))

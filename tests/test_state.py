@@ -55,6 +55,12 @@ def test_captured_merge_under_grad_fails_natively(upstream_variable: None) -> No
 
 @only_copies
 def test_captured_merge_under_grad_runs_natively_on_flax_010(upstream_variable: None) -> None:
+    if not _versions.feature("VARIABLE_SETITEM_FUNCTIONAL"):
+        # flax 0.10.0-0.10.6: the model's own `count[...] = ...` assigns into the immutable
+        # array (nnx_compat's Variable does what 0.10.7 does)
+        with pytest.raises(TypeError, match="immutable"):
+            functional_program(upstream, stateful_linear(), form="legacy")
+        return
     native = functional_program(upstream, stateful_linear(), form="legacy")
     assert native["count"] == 3
 
@@ -390,7 +396,7 @@ def apply_program(captured: bool) -> dict[str, np.ndarray]:
     @jax.jit
     def step(params: Any, rest: Any) -> Any:
         def loss(params: Any) -> Any:
-            state = rest if captured else upstream.clone(rest)
+            state = rest if captured else jax.tree.map(lambda x: x, rest)  # new Variables
             y, (_, updates) = graphdef.apply(params, state)(x)  # APPLY
             return jnp.mean(y**2), updates
 
@@ -436,11 +442,11 @@ def test_captured_apply_runs_as_passed_in_and_warns_at_the_apply_line() -> None:
 def test_apply_is_patched_where_flax_shares_and_restored_exactly() -> None:
     from nnx_compat import _state
 
-    patched = vars(upstream.GraphDef)["apply"]
+    patched = vars(upstream.GraphDef).get("apply")
     assert (patched is not _state._native_apply) == SHARES
     _state.restore()
     try:
-        assert vars(upstream.GraphDef)["apply"] is _state._native_apply
+        assert vars(upstream.GraphDef).get("apply") is _state._native_apply
     finally:
         _state.patch()
-    assert vars(upstream.GraphDef)["apply"] is patched
+    assert vars(upstream.GraphDef).get("apply") is patched

@@ -23,20 +23,26 @@ from nnx_compat import _versions, nnx, tree
 
 API = _versions.detect().api
 NATIVE_LEAVES_ARE_010 = not _versions.feature("MODULES_ARE_PYTREES")
+#: Variables are pytree nodes from flax 0.10.7 on; before it, jax.tree (and so flax 0.10.0-0.10.6
+#: code) sees a Variable as a leaf, and nnx_compat.tree keeps that release's leaves.
+VARIABLES_ARE_NODES = not isinstance(
+    jax.tree.leaves(upstream.Param(jnp.zeros(())))[0], upstream.Variable
+)
 
 
 # --- the reference ----------------------------------------------------------------------
 
 
 def reference_leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
-    """``(keystr path, leaf)`` as ``jax.tree`` gives them on flax 0.10."""
+    """``(keystr path, leaf)`` as ``jax.tree`` gives them on flax 0.10 (0.10.7; before it, a
+    Variable is a leaf)."""
     if node is None:
         return []
     if isinstance(node, list | tuple):
         return [x for i, item in enumerate(node) for x in reference_leaves(item, f"{path}[{i}]")]
     if isinstance(node, dict):
         return [x for k in sorted(node) for x in reference_leaves(node[k], f"{path}[{k!r}]")]
-    if isinstance(node, upstream.Variable):
+    if isinstance(node, upstream.Variable) and VARIABLES_ARE_NODES:
         value = node.get_value() if hasattr(node, "get_value") else node.value
         return reference_leaves(value, f"{path}.value")
     return [(path, node)]

@@ -242,6 +242,9 @@ def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
         expected.add("__hash__")
     elif _versions.feature("STATE_SHARES_VARIABLES"):
         expected |= {"__setattr__", "__setitem__"}
+    # variable[key] = x assigned into the immutable array before flax 0.10.7
+    if not _versions.feature("VARIABLE_SETITEM_FUNCTIONAL"):
+        expected.add("__setitem__")
     # flax 0.10's VariableState API (Param.state(value), state.to_variable()), flax 0.11+
     if _versions.feature("STATE_SHARES_VARIABLES"):
         expected |= {"state", "to_variable"}
@@ -297,7 +300,7 @@ def test_setting_a_variable_as_value_runs_the_surgery() -> None:
         warnings.simplefilter("always")
         merged, original = _surgery()
     assert_same_bits(merged, original)
-    hits = [(h.pattern, h.lineno) for h in nnx_compat.report()]
+    hits = [(h.pattern, h.lineno) for h in nnx_compat.report() if h.pattern != "variable-value"]
     if SURGERY_FAILS:
         surgery = line_of(__file__, "SURGERY")
         assert hits == [
@@ -318,4 +321,6 @@ def test_a_variable_as_value_takes_its_value_where_flax_rejects_it() -> None:
     with nnx_compat.warnings_policy("ignore"):
         target.value = source
     assert_same_bits(target[...], jnp.ones(3))
-    assert [h.pattern for h in nnx_compat.report()] == ["variable-value-variable"]
+    # flax 0.12.1-0.12.5 also deprecate .value itself
+    expected = ["variable-value"] if VALUE_WARNS else []
+    assert [h.pattern for h in nnx_compat.report()] == [*expected, "variable-value-variable"]

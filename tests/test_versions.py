@@ -101,7 +101,8 @@ def test_jax_range_for() -> None:
     assert _versions.jax_range_for("0.10.0rc1") == "jax>=0.4.27,<0.8.3"
     assert _versions.jax_range_for("0.12.8") == "jax>=0.10.0"
     assert _versions.jax_range_for("0.12.8.post1") == "jax>=0.10.0"
-    assert _versions.jax_range_for("0.12.4") == "jax>=0.8.1"
+    assert _versions.jax_range_for("0.12.4") == "jax>=0.8.1,<0.10"
+    assert _versions.jax_range_for("0.12.6") == "jax>=0.8.1"
     assert _versions.jax_range_for("0.13.0") is None
 
 
@@ -260,6 +261,12 @@ _EXPECTED_FEATURES = {
         OPTIMIZER_GRAPH_ARG=False,
         VARIABLE_SETITEM_FUNCTIONAL=True,
         RNGSTREAM_TAKES_COUNT=False,
+        ARRAY_ATTRIBUTES=True,
+        MODULE_PYTREE_ARG=True,
+        MHA_IN_KV_FEATURES=True,
+        OPTIMIZER_UPDATE_KWARGS=True,
+        LATE_CONTAINERS_STATIC=False,
+        NAMED_SHARDING_MESH=False,
         LAYERS_KEYWORD_ONLY=False,
         MHA_NUM_KV_HEADS=False,
         OUT_SHARDING_KEY=False,
@@ -304,6 +311,12 @@ _EXPECTED_FEATURES = {
         OPTIMIZER_GRAPH_ARG=False,
         VARIABLE_SETITEM_FUNCTIONAL=True,
         RNGSTREAM_TAKES_COUNT=False,
+        ARRAY_ATTRIBUTES=True,
+        MODULE_PYTREE_ARG=True,
+        MHA_IN_KV_FEATURES=True,
+        OPTIMIZER_UPDATE_KWARGS=True,
+        LATE_CONTAINERS_STATIC=False,
+        NAMED_SHARDING_MESH=False,
         LAYERS_KEYWORD_ONLY=True,
         MHA_NUM_KV_HEADS=False,
         OUT_SHARDING_KEY=False,
@@ -348,6 +361,12 @@ _EXPECTED_FEATURES = {
         OPTIMIZER_GRAPH_ARG=True,
         VARIABLE_SETITEM_FUNCTIONAL=True,
         RNGSTREAM_TAKES_COUNT=False,
+        ARRAY_ATTRIBUTES=True,
+        MODULE_PYTREE_ARG=True,
+        MHA_IN_KV_FEATURES=True,
+        OPTIMIZER_UPDATE_KWARGS=True,
+        LATE_CONTAINERS_STATIC=True,
+        NAMED_SHARDING_MESH=True,
         LAYERS_KEYWORD_ONLY=True,
         MHA_NUM_KV_HEADS=True,
         OUT_SHARDING_KEY=True,

@@ -33,12 +33,15 @@ class _Target:
         state: Its state.
         leaves: ``path -> abstract leaf`` (a ShapeDtypeStruct).
         rng: The paths that are RNG state (``nnx.RngState``).
+        nones: The paths of Variables holding None (a layer's absent bias on flax 0.10.0-0.10.4):
+            nothing to restore, whether a checkpoint lists them (``{"value": None}``) or not.
     """
 
     model: Any
     state: Any
     leaves: dict[str, Any]
     rng: frozenset[str]
+    nones: frozenset[str] = frozenset()
 
     @property
     def rest(self) -> set[str]:
@@ -51,7 +54,9 @@ def _abstract(build: Callable[[], Any]) -> _Target:
     state = nnx.state(model)
     rng_state = nnx.state(model, nnx.RngState)
     leaves = {path: _value_of(leaf) for path, leaf in _paths.flatten(state).items()}
-    return _Target(model, state, leaves, frozenset(_paths.flatten(rng_state)))
+    nones = frozenset(path for path, value in leaves.items() if value is None)
+    leaves = {path: value for path, value in leaves.items() if value is not None}
+    return _Target(model, state, leaves, frozenset(_paths.flatten(rng_state)), nones)
 
 
 def _build_target(model_factory: Callable[..., Any], rngs: Any) -> _Target:
@@ -105,7 +110,10 @@ def _filled(target: _Target, values: Mapping[str, Any], state: Any | None = None
     paths = iter(_paths.flatten(target.state if state is None else state))
 
     def fill(leaf: Any) -> Any:
-        value = values[next(paths)]
+        path = next(paths)
+        if path in target.nones:
+            return leaf  # a Variable of None stays one
+        value = values[path]
         if isinstance(leaf, leaf_types):
             return leaf.replace(value=value)  # type: ignore[attr-defined]
         return value

@@ -103,7 +103,9 @@ def read(checkpoint: Any) -> dict[str, Any]:
     if _is_state(checkpoint):
         flat = {}
         for path, leaf in _paths.flatten(checkpoint).items():
-            flat[path] = _value_of(leaf) if isinstance(leaf, leaf_types) else leaf
+            value = _value_of(leaf) if isinstance(leaf, leaf_types) else leaf
+            if value is not None:  # a Variable of None holds nothing (as in a nested dict)
+                flat[path] = value
         return _checked_leaves(flat)
     if not isinstance(checkpoint, Mapping):
         raise TypeError(
@@ -124,9 +126,13 @@ def _is_state(tree: Any) -> bool:
 
 
 def _value_of(variable: Any) -> Any:
+    """A Variable's array, or None for a Variable holding None."""
     import jax
 
-    (value,) = jax.tree_util.tree_leaves(variable)
+    leaves = jax.tree_util.tree_leaves(variable)
+    if not leaves:
+        return None
+    (value,) = leaves
     return value
 
 

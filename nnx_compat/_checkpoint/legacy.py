@@ -60,6 +60,7 @@ def legacy_checkpoint(
     _check_model(flat, target, model_factory)
     out = {p: flat[p] for p in sorted(target.rest)}
     out.update(_legacy_rng_state(target, model_factory, rngs))
+    out.update((p, None) for p in target.nones)  # as flax 0.10.0-0.10.4 write them
     if optimizer is not None:
         opt_flat = read(optimizer)
         if "step" not in opt_flat:

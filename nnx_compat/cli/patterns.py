@@ -10,8 +10,8 @@ from nnx_compat import _patterns
 
 __all__ = ["added_table", "command", "markdown_table"]
 
-#: The release of each generation the README's availability columns describe.
-_GENERATIONS = (("0.10", "0.10.7"), ("0.11", "0.11.2"))
+#: The releases the README's availability columns describe.
+_GENERATIONS = ("0.10.0", "0.10.7", "0.11.2")
 
 
 def markdown_table() -> str:
@@ -44,6 +44,8 @@ def _served(name: str, release: str, pinned: str) -> str:
         return "flax's"
     if name in _added.SUBMODULE_SINCE:
         return "flax's submodule"
+    if name in _added.ALIASES:
+        return f"flax's `nnx.{_added.ALIASES[name]}`"
     if name in _added.BACKPORTS:
         return "backport"
     if name in _patterns.SHIMS:
@@ -52,16 +54,19 @@ def _served(name: str, release: str, pinned: str) -> str:
 
 
 def added_table() -> str:
-    """The README's table of the names flax 0.11 and 0.12 added, and what ``nnx_compat.nnx``
-    serves for each on flax 0.10 and 0.11 (generated from ``nnx_compat._added``)."""
+    """The README's table of the names flax 0.10.1-0.12.8 added, and what ``nnx_compat.nnx``
+    serves for each on older releases (generated from ``nnx_compat._added``)."""
     from nnx_compat import _added
+    from nnx_compat._versions import parse_version
 
     rows = [
-        "| name | added in flax | on flax 0.10 | on flax 0.11 |",
-        "|---|---|---|---|",
+        "| name | added in flax | " + " | ".join(f"on flax {r}" for r in _GENERATIONS) + " |",
+        "|---|---|" + "---|" * len(_GENERATIONS),
     ]
-    for name, release in sorted(_added.ADDED.items(), key=lambda kv: (kv[1], kv[0].lower())):
-        cells = [_served(name, release, pinned) for _, pinned in _GENERATIONS]
+    for name, release in sorted(
+        _added.ADDED.items(), key=lambda kv: (parse_version(kv[1]), kv[0].lower())
+    ):
+        cells = [_served(name, release, pinned) for pinned in _GENERATIONS]
         rows.append(f"| `nnx.{name}` | {release} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
