@@ -136,13 +136,19 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def jax_range_for(flax_version: Version | str) -> str | None:
-    """The jax requirement known to import with ``flax_version``, if known."""
+def jax_requirement(flax_version: Version | str) -> tuple[str, str] | None:
+    """The jax requirement that ``flax_version`` works with, and why it ends there, if known."""
     v = parse_version(flax_version) if isinstance(flax_version, str) else flax_version
-    for releases, spec, _ in JAX_RANGES:
+    for releases, spec, why in JAX_RANGES:
         if SpecifierSet(releases).contains(Version(v.base_version)):  # 0.12.8rc1 is 0.12.8's
-            return spec
+            return spec, why
     return None
+
+
+def jax_range_for(flax_version: Version | str) -> str | None:
+    """The jax requirement known to work with ``flax_version``, if known."""
+    known = jax_requirement(flax_version)
+    return known[0] if known else None
 
 
 def installed_at_least(release: str, distribution: str = "flax") -> bool:
@@ -578,8 +584,10 @@ def mha_in_kv_features(nnx: Any) -> bool:
 def named_sharding_mesh(nnx: Any) -> bool:
     """A Variable annotated with a ``NamedSharding`` is sharded on that sharding's own mesh
     outside any mesh context (flax 0.12.6; before, it needs a mesh context like any other)."""
-    from flax.core import spmd
-
+    try:
+        from flax.core import spmd
+    except ImportError:  # flax 0.10.0-0.10.x have no flax.core.spmd
+        return False
     return hasattr(spmd, "get_mesh")
 
 

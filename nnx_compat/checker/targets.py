@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
+
+from packaging.version import Version
 
 from nnx_compat import _versions
 
@@ -36,7 +38,7 @@ def parse_target(text: str) -> str:
     return text
 
 
-def target_release(target: str) -> Any:
+def target_release(target: str) -> Version:
     """The release a target means: a generation's newest, or the release itself."""
     return _versions.parse_version(NEWEST.get(target, target))
 

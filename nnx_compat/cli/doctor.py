@@ -259,7 +259,27 @@ def _check_scan_form(form: ScanForm) -> Check:
     )
 
 
+def _check_jax_range() -> Check:
+    """The installed jax is one the installed flax release works with (the release sweep's
+    range: beyond it, flax's own transforms fail)."""
+    from packaging.requirements import Requirement
+
+    env = _versions.detect()
+    known = _versions.jax_requirement(env.flax)
+    if known is None:
+        return Check("jax-range", True, f"no jax range is recorded for flax {env.flax}")
+    spec, why = known
+    if env.jax is not None and Requirement(spec).specifier.contains(env.jax, prereleases=True):
+        return Check("jax-range", True, f"flax {env.flax} works with {spec}: jax {env.jax}")
+    return Check(
+        "jax-range",
+        False,
+        f"flax {env.flax} works with {spec}, not jax {env.jax} ({why}): pip install '{spec}'",
+    )
+
+
 CHECKS: tuple[Callable[[], Check], ...] = (
+    _check_jax_range,
     lambda: _check_optimizer_form("0.10"),
     lambda: _check_optimizer_form("0.11"),
     lambda: _check_scan_form("0.10"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def test_doctor_json() -> None:
     assert [s["name"] for s in data["shims"]] == list(_patterns.shims())  # type: ignore[index]
     checks = {c["name"]: c for c in data["checks"]}  # type: ignore[attr-defined]
     assert set(checks) == {
+        "jax-range",
         "optimizer-seed-0.10-form",
         "optimizer-seed-0.11-form",
         "scan-over-layers-seed-0.10-form",
@@ -46,6 +48,7 @@ def test_doctor_json() -> None:
         assert "through nnx_compat" in checks[f"optimizer-seed-{form}-form"]["detail"]
     for form in ("0.10", "fork"):
         assert checks[f"scan-over-layers-seed-{form}-form"]["ok"], checks
+    assert checks["jax-range"]["ok"], checks  # every env pairs flax with a jax it works with
     assert code == 0
     assert data["ok"] is True
 
@@ -57,6 +60,7 @@ def test_doctor_text(capsys: pytest.CaptureFixture[str]) -> None:
     env = _versions.detect()
     assert f"flax {env.flax} (API generation {env.api}" in out
     for name in (
+        "jax-range",
         "optimizer-seed-0.10-form",
         "optimizer-seed-0.11-form",
         "scan-over-layers-seed-0.10-form",
@@ -84,6 +88,22 @@ def test_entry_point_is_installed() -> None:
 
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "nnx-compat"]
     assert ep.value == "nnx_compat.cli:main"
+
+
+def test_doctor_fails_for_a_jax_outside_the_flax_releases_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nnx_compat.cli import doctor
+
+    env = _versions.detect()
+    spec, why = _versions.jax_requirement(env.flax) or ("", "")
+    outside = dataclasses.replace(env, jax="0.4.1")  # older than every flax 0.10+'s floor
+    monkeypatch.setattr(_versions, "detect", lambda: outside)
+    check = doctor._check_jax_range()
+    assert not check.ok
+    assert check.detail == (
+        f"flax {env.flax} works with {spec}, not jax 0.4.1 ({why}): pip install '{spec}'"
+    )
 
 
 def test_patterns_command(capsys: pytest.CaptureFixture[str]) -> None:

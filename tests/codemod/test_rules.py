@@ -150,6 +150,23 @@ def test_target_011_spells_the_011_api() -> None:
     assert _migrate(value, "0.11")[1] == {}  # .value is the 0.11 API
 
 
+def test_a_release_target_spells_that_releases_api() -> None:
+    """0.12.3 has neither Rngs.split (0.12.6) nor out_sharding (0.12.4)."""
+    assert _migrate("r = rngs.fork(splits=4)", "0.12.3")[0] == "r = rngs.fork(split=4)"
+    assert _migrate("r = rngs.fork(split=4)", "0.12.5")[1] == {}  # 0.12.5's own form
+    assert _migrate("r = rngs.fork(split=4)", "0.12.6")[0] == "r = rngs.split(4)"
+    # before 0.12.4 flax takes sharding= and sharding_names= and stores them under its own key
+    for own in (
+        "w = nnx.Param(x, sharding=('a', 'b'))",
+        "w = nnx.Param(x, sharding_names=('a', 'b'))",
+    ):
+        assert _migrate(own, "0.12.3")[1] == {}
+        assert _migrate(own, "0.12.4")[0] == "w = nnx.Param(x, out_sharding=('a', 'b'))"
+    bridge = "names = variable.metadata['sharding']"
+    assert _migrate(bridge, "0.12.3")[0] == "names = variable.metadata['sharding_names']"
+    assert _migrate(bridge, "0.12")[0] == "names = variable.metadata['out_sharding']"
+
+
 def test_comments_and_formatting_are_kept() -> None:
     code, _, _ = _migrate(
         "opt = nnx.Optimizer(  # the optimizer\n    model,\n    optax.adam(1e-3),  # lr\n)\n"
