@@ -323,7 +323,16 @@ def test_fori_loop_scan_and_cond(form: str) -> None:
             train(model, optimizer)
         return {**flat_arrays(upstream.state(model)), **_opt_arrays(optimizer)}
 
-    assert_bitwise_equal(program(form), program("native"))
+    try:
+        native = program("native")
+    except ValueError as error:
+        # flax 0.10.2's own fori_loop rejects a carry whose optimizer shares the model (0.10.3
+        # fixed it): the same error through nnx_compat
+        assert "fori_loop requires" in str(error)
+        with pytest.raises(ValueError, match="fori_loop requires"):
+            program(form)
+        return
+    assert_bitwise_equal(program(form), native)
 
 
 @pytest.mark.parametrize("form", ["legacy", "new"])
