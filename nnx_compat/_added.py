@@ -216,32 +216,55 @@ def has_data(value: Any, /) -> list[Any]:
 
 _eager: contextvars.ContextVar[bool] = contextvars.ContextVar("nnx_compat_eager", default=False)
 
+#: flax 0.12.0's switch for eager sharding (on by default there; 0.12.1 added the API).
+_EAGER_FLAG: Final = "flax_always_shard_variable"
+
+
+def _eager_flag() -> bool | None:
+    """flax 0.12.0's eager-sharding config flag, or None on a flax without one."""
+    import flax
+
+    value = getattr(flax.config, _EAGER_FLAG, None)
+    return None if value is None else bool(value)
+
 
 class use_eager_sharding:
-    """flax 0.12.1's ``nnx.use_eager_sharding(value)`` on an older flax, which never shards a
-    Variable when it is created: ``False`` (a setting, or a ``with`` block) is what that flax
-    does; ``True`` raises, naming the release that has it."""
+    """flax 0.12.1's ``nnx.use_eager_sharding(value)`` on an older flax, as a setting or a
+    ``with`` block. flax 0.12.0 shards eagerly under its config flag: this sets the flag (and a
+    ``with`` block puts it back). Before 0.12.0 no Variable is sharded when it is created:
+    ``False`` is what that flax does; ``True`` raises, naming the release that has it."""
 
     def __init__(self, value: bool) -> None:
-        if value:
+        self._previous = _eager_flag()
+        if self._previous is None and value:
             raise ValueError(
                 "eager sharding needs flax 0.12.0 or newer; on flax "
                 f"{_versions.installed_version('flax')} Variables are sharded by "
                 "nnx.get_partition_spec and jax.lax.with_sharding_constraint, not when created"
             )
-        self._token = _eager.set(False)
+        if self._previous is not None:
+            import flax
+
+            flax.config.update(_EAGER_FLAG, bool(value))
+        self._token = _eager.set(bool(value))
 
     def __enter__(self) -> use_eager_sharding:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            import flax
+
+            flax.config.update(_EAGER_FLAG, self._previous)
         with contextlib.suppress(ValueError):
             _eager.reset(self._token)
 
 
 def using_eager_sharding() -> bool:
-    """flax 0.12.1's ``nnx.using_eager_sharding()``: always False before flax 0.12."""
-    return _eager.get()
+    """flax 0.12.1's ``nnx.using_eager_sharding()``: flax 0.12.0's config flag, and always
+    False before 0.12."""
+    flag = _eager_flag()
+    return _eager.get() if flag is None else flag
 
 
 def _graph_mode_only(name: str, graph: bool | None) -> None:

@@ -29,10 +29,22 @@ import optax
 {nnx}
 
 
+@contextlib.contextmanager
 def lazy_sharding():  # flax 0.12 shards annotated Variables when they are created
-    if hasattr(nnx, "use_eager_sharding"):
-        return nnx.use_eager_sharding(False)
-    return contextlib.nullcontext()
+    if hasattr(nnx, "use_eager_sharding"):  # flax 0.12.1
+        with nnx.use_eager_sharding(False):
+            yield
+        return
+    import flax  # flax 0.12.0's switch is a config flag
+
+    previous = getattr(flax.config, "flax_always_shard_variable", None)
+    if previous is not None:
+        flax.config.update("flax_always_shard_variable", False)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            flax.config.update("flax_always_shard_variable", previous)
 
 """
 
@@ -61,6 +73,8 @@ class Example:
         raises_where: Where it raises, as for ``warns``.
         needs: The first flax release on which the legacy form runs natively, where it uses
             the API of a 0.10 release later than 0.10.0 (on an older one it fails natively).
+        new_needs: The first flax release on which the new form runs natively, where that is
+            later than the change (before it, nnx_compat serves the new form).
     """
 
     legacy: str
@@ -69,6 +83,7 @@ class Example:
     raises: str = ""
     raises_where: str = "changed"
     needs: str = "0.10.0"
+    new_needs: str = "0.10.0"
 
 
 _E = Example
@@ -371,7 +386,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "result = jax.tree.map(\n"
         "    lambda layer: layer.out_features,\n"
         "    layers,\n"
-        "    is_leaf=lambda x: isinstance(x, nnx.Pytree),\n"
+        "    is_leaf=lambda x: isinstance(x, nnx.Module),\n"
         ")\n",
         warns="nowhere",
         raises="jax.tree.map cannot be intercepted: nnx_compat.tree.map keeps 0.10's leaves",
@@ -548,6 +563,7 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         f"with nnx.use_eager_sharding(False):\n    layer = {_PARTITIONED}\n"
         "result = nnx.state(layer)\n",
         warns="changed",
+        new_needs="0.12.1",  # nnx.use_eager_sharding
     ),
     "with-sharding-constraint": _E(
         "P = jax.sharding.PartitionSpec\n"

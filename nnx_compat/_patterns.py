@@ -334,11 +334,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.merge(graphdef, state, copy=True)",
         "",
         ("merge",),
-        "the merged node gets copies of the Variables of the outer trace, which flax 0.11+ "
+        "the merged node gets copies of the Variables of the outer trace, which flax 0.11.2+ "
         "refuses to mutate (TraceContextError); it warns at the first mutation",
         static="run time only: whether merged state belongs to an outer trace depends on how "
         "the function is called",
-        probe="STATE_SHARES_VARIABLES",
+        probe="MERGE_SHARES_VARIABLES",
     ),
     _P(
         "state-snapshot",
@@ -372,7 +372,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "nnx.mutable_array / nnx.MutableArray / nnx.is_mutable_array / nnx.mutable / nnx.freeze",
         "jax's array refs (jax.array_ref or jax.new_ref) and, on flax 0.12, hijax Variables "
         "(nnx.with_vars)",
-        "0.11.0",
+        "0.11.1",
         ("mutable_array", "MutableArray", "is_mutable_array", "mutable", "freeze"),
         non_goal="flax 0.10's experimental mutable-array API has no counterpart with the same "
         "meaning in later flax; using a name raises an AttributeError naming the replacement",
@@ -660,12 +660,13 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "sharding",
         "variable.sharding as the Variable's partition names (flax 0.10)",
         "nnx.get_partition_spec(nnx.state(model)), or the out_sharding metadata",
-        "0.11.0",
+        "",
         ("Variable",),
         "since flax 0.11 variable.sharding reads the array's sharding and the call succeeds, so "
         "that meaning stands (on a traced value flax raises: see variable-sharding-traced)",
         same_call=True,
         static="run time only: .sharding is common on arrays; the receiver's type decides",
+        probe="SHARDING_NAMES_KEY",
     ),
     _P(
         "variable-sharding-traced",
@@ -673,21 +674,23 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "variable.sharding as the partition names inside jit/vmap (flax 0.10)",
         "variable.get_metadata()['out_sharding'] (sharding_names on flax 0.11), or "
         "nnx.get_partition_spec(state)",
-        "0.11.0",
+        "",
         ("Variable",),
         "where flax 0.11+ raises (the value is traced, or has no sharding) it gives the names, as "
         "on 0.10; where flax answers, the array's sharding stands",
         static="run time only: whether the value is traced depends on the transform around it",
+        probe="SHARDING_NAMES_KEY",
     ),
     _P(
         "linen-bridge-sharding-metadata",
         "sharding",
         "NNXMeta.metadata['sharding'] from the Linen bridge",
         "NNXMeta.metadata['sharding_names'] (flax 0.11) / ['out_sharding'] (flax 0.12.4)",
-        "0.11.0",
+        "",
         ("bridge",),
         "where flax 0.11+ raises KeyError, the missing key reads the names stored under the "
         "installed flax's key; the dict's keys, get() and iteration stay flax's",
+        probe="SHARDING_NAMES_KEY",
     ),
     _P(
         "sharding-metadata-key",

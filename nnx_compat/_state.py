@@ -42,9 +42,10 @@ _native_split: Any = _nnx.graph.split
 _native_state: Any = _nnx.graph.state
 _native_merge: Any = _nnx.graph.merge
 
-#: flax 0.11.0: states hold the model's own Variables, and merge shares them by default.
+#: flax 0.11.0: states hold the model's own Variables.
 _SHARES: Final = _versions.feature("STATE_SHARES_VARIABLES")
-#: flax 0.11.2: nnx.merge takes copy=.
+#: flax 0.11.2: nnx.merge shares the states' Variables by default, and takes copy=.
+_MERGE_SHARES: Final = _versions.feature("MERGE_SHARES_VARIABLES")
 _MERGE_COPY_ARG: Final = _versions.feature("MERGE_COPY_ARG")
 
 
@@ -58,6 +59,13 @@ def _require_sharing(function: str) -> None:
             f"nnx.{function}(..., copy=False) shares the model's Variables, which needs flax "
             f"0.11 or newer; flax {flax} is installed, whose states always hold copies "
             f"(VariableState). Drop copy=False, or upgrade flax: pip install 'flax>=0.11'"
+        )
+    if function == "merge" and not _MERGE_SHARES:
+        flax = _versions.installed_version("flax")
+        raise TypeError(
+            f"nnx.merge(..., copy=False) shares the states' Variables, which needs flax 0.11.2 "
+            f"or newer; flax {flax}'s merge always copies them. Drop copy=False, or upgrade "
+            "flax: pip install 'flax>=0.11.2'"
         )
 
 
@@ -193,7 +201,7 @@ def merge(graphdef: Any, /, *states: Any, copy: bool | None = None, **kwargs: An
         return _native_merge(graphdef, *states, **kwargs)
     if copy is not None:
         return _native_merge(graphdef, *states, copy=copy, **kwargs)
-    if _SHARES and _warnings.called_from_user():
+    if _MERGE_SHARES and _warnings.called_from_user():
         states = _captured(states)
     return _native_merge(graphdef, *states, **kwargs)
 
@@ -229,7 +237,11 @@ def patch() -> None:
     (0.11+) a captured state of an outer trace would raise ``TraceContextError`` at its first
     mutation. Idempotent; a state from the current trace runs exactly as natively.
     """
-    if _SHARES and _native_apply is not None and vars(_GraphDef).get("apply") is _native_apply:
+    if (
+        _MERGE_SHARES
+        and _native_apply is not None
+        and vars(_GraphDef).get("apply") is _native_apply
+    ):
         _GraphDef.apply = functools.wraps(_native_apply)(_apply)
 
 

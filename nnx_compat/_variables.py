@@ -173,7 +173,8 @@ def _inplace(name: str, symbol: str, op: Callable[[Any, Any], Any]) -> Callable[
             _warnings.warn_legacy("variable-inplace-op", detail=f"variable {symbol} x")
         if isinstance(other, Variable):
             other = other.get_value()
-        if isinstance(self.get_raw_value(), jax.Array | np.ndarray):
+        raw = self.get_raw_value() if hasattr(self, "get_raw_value") else self.raw_value
+        if isinstance(raw, jax.Array | np.ndarray):  # (get_raw_value: flax 0.12.1)
             self[...] = op(self[...], other)  # exactly ``variable[...] op= other``
         else:
             self.set_value(op(self.get_value(), other))

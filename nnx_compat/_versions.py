@@ -459,10 +459,16 @@ def reseed_graph_arg(nnx: Any) -> bool:
     return "graph" in inspect.signature(nnx.reseed).parameters
 
 
-@_probe(since="0.12.1")
+@_probe(since="0.12.0")
 def eager_sharding(nnx: Any) -> bool:
-    """Variables are sharded at creation and need a mesh (flax 0.12.1)."""
-    return hasattr(nnx, "use_eager_sharding")
+    """Variables with a sharding annotation are sharded at creation and need a mesh (flax
+    0.12.0, under its config flag ``flax_always_shard_variable``; 0.12.1 added
+    ``nnx.use_eager_sharding``)."""
+    import flax
+
+    return hasattr(nnx, "use_eager_sharding") or bool(
+        getattr(flax.config, "flax_always_shard_variable", False)
+    )
 
 
 @_probe(since="0.12.6")
@@ -534,6 +540,28 @@ def variable_update_check(nnx: Any) -> bool:
     """Variables check that they may be mutated in one method, ``_check_can_update``
     (flax 0.12.1; flax 0.11 checks inline in ``__setattr__``/``__setitem__``)."""
     return hasattr(nnx.Variable, "_check_can_update")
+
+
+@_probe(since="0.11.2")
+def merge_shares_variables(nnx: Any) -> bool:
+    """``nnx.merge`` builds the node from the states' own Variables (flax 0.11.2, with
+    ``copy=``; flax 0.11.0-0.11.1 share in ``nnx.state`` but merge copies)."""
+    import numpy as np
+
+    class _Probe(nnx.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.param = nnx.Param(np.zeros((), np.float32))
+
+    graphdef, state = nnx.graph.split(_Probe())
+    return nnx.graph.merge(graphdef, state).param is state["param"]
+
+
+@_probe(since="0.11.2")
+def sharding_names_key(nnx: Any) -> bool:
+    """Sharding annotations are stored under ``sharding_names`` (``out_sharding`` from 0.12.4),
+    no longer ``sharding``, so ``variable.sharding`` is the array's (flax 0.11.2)."""
+    metadata = nnx.with_partitioning(lambda *_: None, ("probe",))(None).metadata
+    return "sharding" not in metadata
 
 
 @_probe(since="0.11.2")

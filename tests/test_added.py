@@ -139,10 +139,18 @@ def test_use_eager_sharding_false_is_what_an_old_flax_does() -> None:
             rngs=nnx.Rngs(0),
         )
     assert jax.tree.leaves(nnx.state(layer))[1].shape == (2, 4)
-    if "use_eager_sharding" not in vars(upstream):
+    if "use_eager_sharding" in vars(upstream):
+        return
+    if not _versions.feature("EAGER_SHARDING"):  # before flax 0.12.0: nothing shards eagerly
         with pytest.raises(ValueError, match=r"eager sharding needs flax 0\.12\.0"):
             nnx.use_eager_sharding(True)
         assert nnx.using_eager_sharding() is False
+        return
+    # flax 0.12.0: its config flag, set for the block and put back
+    assert nnx.using_eager_sharding() is True
+    with nnx.use_eager_sharding(False):
+        assert nnx.using_eager_sharding() is False
+    assert nnx.using_eager_sharding() is True
 
 
 # --- Rngs and RngStream methods of flax 0.12, bit for bit (the same bits on every jax) -------

@@ -38,16 +38,20 @@ from tests.strategies import (
 
 NativeOptimizer = upstream.Optimizer  # before any install()
 
-# flax 0.11.0: states share the model's Variables, merge shares them unless copy=True
+# flax 0.11.0: states share the model's Variables; 0.11.2: merge shares them unless copy=True
 SHARES = _versions.feature("STATE_SHARES_VARIABLES")
+MERGE_SHARES = _versions.feature("MERGE_SHARES_VARIABLES")
 needs_sharing = pytest.mark.skipif(not SHARES, reason="flax 0.10's states are always copies")
+needs_merge_sharing = pytest.mark.skipif(
+    not MERGE_SHARES, reason="flax 0.10-0.11.1's merge always copies"
+)
 only_copies = pytest.mark.skipif(SHARES, reason="flax 0.11+ can share Variables")
 
 
 # --- reproductions on the installed flax ----------------------------------------------------
 
 
-@needs_sharing
+@needs_merge_sharing
 def test_captured_merge_under_grad_fails_natively(upstream_variable: None) -> None:
     with pytest.raises(flax.errors.TraceContextError, match="Cannot mutate Count"):
         functional_program(upstream, stateful_linear(), form="legacy")
@@ -68,11 +72,11 @@ def test_captured_merge_under_grad_runs_natively_on_flax_010(upstream_variable: 
 def test_captured_merge_under_grad_runs_and_equals_flax_010() -> None:
     expected = functional_program(upstream, stateful_linear(), form="nnx-grad")
     warns = pytest.warns(CheckpointDeprecationWarning, match="state-copies")
-    with warns if SHARES else contextlib.nullcontext():
+    with warns if MERGE_SHARES else contextlib.nullcontext():
         legacy = functional_program(nnx, stateful_linear(), form="legacy")
     assert legacy["count"] == 3
     assert_bitwise_equal(legacy, expected)
-    if not SHARES:  # flax 0.10 itself
+    if not MERGE_SHARES:  # flax 0.10-0.11.1 itself
         assert_bitwise_equal(legacy, functional_program(upstream, stateful_linear(), form="legacy"))
 
 
@@ -151,7 +155,7 @@ def test_functional_api_legacy_equals_native_nnx_grad_form(
         legacy = functional_program(nnx, MLP.build(spec), form="legacy", steps=steps, lr=lr)
     assert legacy["calls"] == steps
     assert_bitwise_equal(legacy, native)
-    if SHARES:  # the 0.11 form of the legacy program, natively
+    if MERGE_SHARES:  # the 0.11 form of the legacy program, natively
         native_copy = functional_program(upstream, MLP.build(spec), form="copy", steps=steps, lr=lr)
         assert_bitwise_equal(legacy, native_copy)
 
@@ -167,7 +171,7 @@ def test_snapshot_property(spec: ModelSpec, steps: int) -> None:
 # --- warnings -------------------------------------------------------------------------------
 
 
-@needs_sharing
+@needs_merge_sharing
 def test_warning_lands_at_the_merge_line() -> None:
     with pytest.warns(CheckpointDeprecationWarning, match=r"count .*TraceContextError") as caught:
         functional_program(nnx, stateful_linear(), form="legacy")
@@ -178,7 +182,7 @@ def test_warning_lands_at_the_merge_line() -> None:
     assert (reported.pattern, reported.lineno) == ("state-copies", hit.lineno)
 
 
-@needs_sharing
+@needs_merge_sharing
 def test_captured_state_only_read_is_native_and_silent() -> None:
     """Merged inside a trace and only read: flax 0.11+ succeeds, so nothing warns, and the
     Variables of the current trace stay shared."""
@@ -272,6 +276,10 @@ def test_copy_false_shares_the_models_variables() -> None:
     assert nnx.state(model, copy=False)["w"] is model.w
     graphdef, params, rest = nnx.split(model, nnx.Param, ..., copy=False)
     assert params["w"] is model.w and rest["count"] is model.count
+    if not MERGE_SHARES:  # flax 0.11.0-0.11.1's merge always copies
+        with pytest.raises(TypeError, match=r"nnx\.merge\(\.\.\., copy=False\).*flax 0\.11\.2"):
+            nnx.merge(graphdef, params, rest, copy=False)
+        return
     assert nnx.merge(graphdef, params, rest, copy=False).w is model.w
 
 
@@ -377,7 +385,7 @@ def test_legacy_training_step_lowers_to_the_native_hlo() -> None:
 
         return f
 
-    native = step(upstream, True if SHARES else None)
+    native = step(upstream, True if MERGE_SHARES else None)
     with nnx_compat.warnings_policy("ignore"):
         shim_text = lowered_text(step(nnx, None), params, rest)
     assert shim_text == lowered_text(native, params, rest)
@@ -417,7 +425,7 @@ def native_apply() -> Any:
         _state.patch()
 
 
-@needs_sharing
+@needs_merge_sharing
 def test_captured_apply_fails_natively(native_apply: None) -> None:
     with pytest.raises(flax.errors.TraceContextError, match="Cannot mutate Count"):
         apply_program(captured=True)
@@ -432,10 +440,10 @@ def test_captured_apply_runs_as_passed_in_and_warns_at_the_apply_line() -> None:
     assert_bitwise_equal(legacy, expected)
     assert int(legacy["updates/count"]) == 1
     hits = [(h.pattern, h.lineno) for h in nnx_compat.report()]
-    if SHARES:
+    if MERGE_SHARES:
         assert hits == [("state-copies", line_of(__file__, "APPLY"))]
         assert [w.lineno for w in caught if "state-copies" in str(w.message)] == [hits[0][1]]
-    else:  # flax 0.10 copies itself: nothing to bridge
+    else:  # flax 0.10-0.11.1 copy themselves: nothing to bridge
         assert hits == [] and not caught
 
 
@@ -443,7 +451,7 @@ def test_apply_is_patched_where_flax_shares_and_restored_exactly() -> None:
     from nnx_compat import _state
 
     patched = vars(upstream.GraphDef).get("apply")
-    assert (patched is not _state._native_apply) == SHARES
+    assert (patched is not _state._native_apply) == MERGE_SHARES
     _state.restore()
     try:
         assert vars(upstream.GraphDef).get("apply") is _state._native_apply

@@ -144,7 +144,8 @@ def test_inplace_warns_at_the_user_line_and_counts_work() -> None:
 def test_reproduce_inplace_raises_on_012(upstream_variable: None) -> None:
     count = upstream.Variable(jnp.zeros((), jnp.int32))
     if INPLACE_RAISES:
-        with pytest.raises(NotImplementedError, match=r"variable\[\.\.\.\] \+= x"):
+        # flax 0.12.0 names variable.value += x, 0.12.1+ variable[...] += x
+        with pytest.raises(NotImplementedError, match=r"In-place operations are no longer"):
             count += 1
     else:
         count += 1
