@@ -335,7 +335,10 @@ def fork_stream(stream: Any, *, split: Any = None) -> Any:
     :func:`_fork_by_hand` computes the same there."""
     if not _STREAM_FORK:
         return _fork_by_hand(stream, split)
-    return stream.fork() if split is None else stream.fork(split=split)
+    if split is None:
+        return stream.fork()
+    # flax 0.12.6 deprecates fork(split=) for split(), which computes the same
+    return stream.split(split) if _FORK_SPLIT_DEPRECATED else stream.fork(split=split)
 
 
 def _fork_by_hand(stream: Any, split: Any) -> Any:
