@@ -629,7 +629,7 @@ def mha_num_kv_heads(nnx: Any) -> bool:
 @_probe(since="0.12.4")
 def out_sharding_key(nnx: Any) -> bool:
     """Sharding annotations are stored under ``out_sharding`` (flax 0.12.4; ``sharding_names``
-    from 0.11.0, ``sharding`` before)."""
+    from 0.11.2, ``sharding`` before)."""
     return "out_sharding" in inspect.signature(nnx.Variable.__init__).parameters or (
         "out_sharding" in inspect.getsource(nnx.with_partitioning)
     )
@@ -690,7 +690,7 @@ SHARDING_KEYS: Final = ("sharding", "sharding_names", "out_sharding")
 def sharding_metadata_key() -> str:
     """The metadata key the installed flax stores sharding annotations under.
 
-    ``sharding`` (flax 0.10), ``sharding_names`` (0.11.0), ``out_sharding`` (0.12.4). Read from
+    ``sharding`` (flax 0.10), ``sharding_names`` (0.11.2), ``out_sharding`` (0.12.4). Read from
     what ``nnx.with_partitioning`` produces, with an initializer that needs no PRNG key.
     """
     nnx = import_nnx()

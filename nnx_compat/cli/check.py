@@ -21,7 +21,7 @@ from typing import Any, Final
 from nnx_compat import _patterns
 from nnx_compat.checker import TARGETS, Finding, check_notebook, check_source, parse_target
 
-__all__ = ["add_parser", "check_file", "command", "discover"]
+__all__ = ["add_parser", "check_file", "command", "discover", "target_argument"]
 
 #: Never descended into (besides what ``--exclude`` names).
 DEFAULT_EXCLUDES: Final = (
@@ -184,7 +184,9 @@ def command(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
-def _target(text: str) -> str:
+def target_argument(text: str) -> str:
+    """``--target``'s type: a generation or a release (:func:`parse_target`), else the usage
+    error naming the forms."""
     try:
         return parse_target(text)
     except ValueError as error:
@@ -203,7 +205,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--ignore", metavar="IDS", help="not these pattern ids (comma-separated)")
     parser.add_argument(
         "--target",
-        type=_target,
+        type=target_argument,
         default=TARGETS[-1],
         metavar="{0.11,0.12,RELEASE}",
         help="the flax API level to reach: a generation (its newest release) or a release "

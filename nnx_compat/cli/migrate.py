@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nnx_compat.checker import TARGETS, _imports, parse_target
-from nnx_compat.cli.check import UsageError, discover
+from nnx_compat.checker import TARGETS, _imports
+from nnx_compat.cli.check import UsageError, discover, target_argument
 
 __all__ = ["FileResult", "add_parser", "command", "migrate_file", "migrate_text", "write_atomic"]
 
@@ -228,13 +228,6 @@ def command(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _target(text: str) -> str:
-    try:
-        return parse_target(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "migrate",
@@ -247,7 +240,7 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--write", action="store_true", help="rewrite the files in place")
     parser.add_argument(
         "--target",
-        type=_target,
+        type=target_argument,
         default=TARGETS[-1],
         metavar="{0.11,0.12,RELEASE}",
         help="the flax API level to reach: a generation (its newest release) or a release, "
