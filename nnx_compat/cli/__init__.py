@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from nnx_compat.cli import check, doctor, fix_checkpoint, migrate, patterns
@@ -13,6 +15,9 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnx-compat", description="Run Flax NNX 0.10 code on every flax generation."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     doctor_cmd = sub.add_parser("doctor", help="versions, active shims and self-checks")
@@ -34,7 +39,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status after a closed standard output (``nnx-compat check | head``): what a shell
+#: reports for a process that SIGPIPE ended (128 + 13), as for other tools in a pipe.
+CLOSED_PIPE = 141
+
+
+def _version() -> str:
+    """This package's version, without importing flax (``--version`` works where flax is not
+    installed, as ``check`` does)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("nnx_compat")
+    except metadata.PackageNotFoundError:
+        from nnx_compat import __version__
+
+        return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
+    """Runs the command line; returns the exit status.
+
+    A closed standard output (the reader of a pipe stopped) ends the command quietly with
+    :data:`CLOSED_PIPE`, without a traceback.
+    """
     args = _parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and fail the same way: point it at devnull
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return CLOSED_PIPE
+    return status

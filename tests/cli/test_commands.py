@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,35 @@ def test_patterns_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["id"] for r in records] == [p.id for p in _patterns.PATTERNS]
     assert main(["patterns"]) == 0
     assert "optimizer-update-grads" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    from nnx_compat import __version__
+
+    assert capsys.readouterr().out == f"nnx-compat {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["patterns", "--added"], ["patterns", "--json"], ["check", "--format", "json", "legacy.py"]],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_closed_pipe_ends_quietly(command: list[str], tmp_path: Path) -> None:
+    (tmp_path / "legacy.py").write_text("from flax import nnx\nopt = nnx.Optimizer(m, tx)\n" * 50)
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the command writes: every write fails
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nnx_compat", *command],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(writer)
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
