@@ -20,9 +20,7 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    doctor_cmd = sub.add_parser("doctor", help="versions, active shims and self-checks")
-    doctor_cmd.add_argument("--json", action="store_true", help="print one JSON object")
-    doctor_cmd.set_defaults(func=doctor.command)
+    doctor.add_parser(sub)
     patterns_cmd = sub.add_parser("patterns", help="the table of legacy patterns")
     fmt = patterns_cmd.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="as the README's table")

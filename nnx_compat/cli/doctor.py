@@ -13,14 +13,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from nnx_compat import _patterns, _versions, _warnings
 
-__all__ = ["Check", "arrays", "command", "run_checks", "same", "seed_optimizer_program"]
+__all__ = [
+    "Check",
+    "add_parser",
+    "arrays",
+    "command",
+    "run_checks",
+    "same",
+    "seed_optimizer_program",
+    "verdict",
+]
 
 Form = Literal["0.10", "0.11"]
 
@@ -278,22 +288,71 @@ def _check_jax_range() -> Check:
     )
 
 
-CHECKS: tuple[Callable[[], Check], ...] = (
-    _check_jax_range,
-    lambda: _check_optimizer_form("0.10"),
-    lambda: _check_optimizer_form("0.11"),
-    lambda: _check_scan_form("0.10"),
-    lambda: _check_scan_form("fork"),
+#: The self-checks in the order they run: (name, check).
+CHECKS: tuple[tuple[str, Callable[[], Check]], ...] = (
+    ("jax-range", _check_jax_range),
+    ("optimizer-seed-0.10-form", lambda: _check_optimizer_form("0.10")),
+    ("optimizer-seed-0.11-form", lambda: _check_optimizer_form("0.11")),
+    ("scan-over-layers-seed-0.10-form", lambda: _check_scan_form("0.10")),
+    ("scan-over-layers-seed-fork-form", lambda: _check_scan_form("fork")),
 )
 
 
-def run_checks() -> list[Check]:
-    """Runs every self-check."""
-    return [check() for check in CHECKS]
+def run_checks(
+    on_start: Callable[[str], None] | None = None, on_done: Callable[[Check], None] | None = None
+) -> list[Check]:
+    """Runs every self-check; ``on_start`` hears each one's name before it runs, ``on_done``
+    its result."""
+    results = []
+    for name, check in CHECKS:
+        if on_start is not None:
+            on_start(name)
+        results.append(check())
+        if on_done is not None:
+            on_done(results[-1])
+    return results
+
+
+class _Progress:
+    """The self-checks as they run: on a terminal, the running check's name on one line that
+    its result then replaces; elsewhere (a pipe, a file, CI logs) each result as it comes."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.live = stream.isatty() and os.environ.get("TERM") != "dumb"
+        self.index = 0
+
+    def start(self, name: str) -> None:
+        self.index += 1
+        if self.live:
+            self.stream.write(f"  [{self.index}/{len(CHECKS)}] running {name} ...")
+            self.stream.flush()
+
+    def done(self, check: Check) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+        self.stream.write(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}\n")
+        self.stream.flush()
+
+
+def verdict(checks: Sequence[Check]) -> str:
+    """The last line: how many self-checks passed, or which failed and what to do."""
+    failed = [c.name for c in checks if not c.ok]
+    if not failed:
+        return f"nnx-compat doctor: {len(checks)}/{len(checks)} self-checks passed"
+    todo = (
+        "install a jax in the named range"
+        if failed == ["jax-range"]
+        else "see each FAIL above; report it with the output of nnx-compat doctor --json"
+    )
+    return (
+        f"nnx-compat doctor: {len(failed)} of {len(checks)} self-checks failed "
+        f"({', '.join(failed)}): {todo}"
+    )
 
 
 def command(args: argparse.Namespace) -> int:
-    """``nnx-compat doctor [--json]``."""
+    """``nnx-compat doctor [--json] [--verbose]``."""
     import nnx_compat
 
     try:
@@ -304,13 +363,13 @@ def command(args: argparse.Namespace) -> int:
         else:
             print(f"nnx-compat doctor: {err}", file=sys.stderr)
         return 2
-    checks = run_checks()
     shims = [
         {"name": name, "patterns": [p.id for p in _patterns.PATTERNS if name in p.shims]}
         for name in _patterns.shims()
     ]
-    ok = all(check.ok for check in checks)
     if args.json:
+        checks = run_checks()
+        ok = all(check.ok for check in checks)
         data: dict[str, Any] = {"nnx_compat": nnx_compat.__version__, **env.as_dict()}
         data["shims"] = shims
         data["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
@@ -324,13 +383,37 @@ def command(args: argparse.Namespace) -> int:
         f"jax {env.jax}, jaxlib {env.jaxlib}, optax {env.optax}, "
         f"orbax-checkpoint {env.orbax_checkpoint or '(not installed)'}"
     )
-    print("features:")
-    for name, value in env.features.items():
-        print(f"  {'yes' if value else 'no ':3} {name}")
-    print("shims:" if shims else "shims: none active")
-    for shim in shims:
-        print(f"  nnx.{shim['name']}: {', '.join(shim['patterns'])}")
-    print("checks:")
-    for check in checks:
-        print(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
-    return 0 if ok else 1
+    if args.verbose:
+        print("features:")
+        for name, value in env.features.items():
+            print(f"  {'yes' if value else 'no ':3} {name}")
+        print("shims:" if shims else "shims: none active")
+        for shim in shims:
+            print(f"  nnx.{shim['name']}: {', '.join(shim['patterns'])}")
+    else:
+        active = sum(1 for value in env.features.values() if value)
+        print(
+            f"{len(env.features)} feature probes ({active} present), {len(shims)} shims active "
+            "(--verbose lists them)"
+        )
+    print("checks:", flush=True)
+    progress = _Progress(sys.stdout)
+    checks = run_checks(progress.start, progress.done)
+    print(verdict(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "doctor",
+        help="versions, active shims and self-checks",
+        description="What is installed, which shims are active, and self-checks: programs of "
+        "the migration guide run through nnx_compat and compared bit for bit with the native "
+        "form. Exit status: 0 every self-check passed, 1 one failed, 2 flax or jax cannot be "
+        "imported.",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also list the feature probes and shims"
+    )
+    parser.set_defaults(func=command)

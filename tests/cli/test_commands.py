@@ -70,7 +70,62 @@ def test_doctor_text(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert f"[PASS] {name}:" in out
     assert "[FAIL]" not in out
+    assert "features:" not in out  # the probes are behind --verbose
+    assert out.splitlines()[-1] == "nnx-compat doctor: 5/5 self-checks passed"
     assert code == 0
+
+
+def _fake_checks(monkeypatch: pytest.MonkeyPatch, *results: bool) -> None:
+    from nnx_compat.cli import doctor
+
+    checks = tuple(
+        (f"check-{i}", lambda i=i, ok=ok: doctor.Check(f"check-{i}", ok, "observed"))
+        for i, ok in enumerate(results)
+    )
+    monkeypatch.setattr(doctor, "CHECKS", checks)
+
+
+def test_doctor_verbose_lists_probes_and_shims_and_ends_with_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_checks(monkeypatch, True, False)
+    assert main(["doctor", "--verbose"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "features:" in out and "checks:" in out
+    assert out.index("features:") < out.index("checks:")
+    assert out[-3:] == [
+        "  [PASS] check-0: observed",
+        "  [FAIL] check-1: observed",
+        "nnx-compat doctor: 1 of 2 self-checks failed (check-1): see each FAIL above; report "
+        "it with the output of nnx-compat doctor --json",
+    ]
+
+
+def test_doctor_shows_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from nnx_compat.cli import doctor
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("TERM", raising=False)
+    _fake_checks(monkeypatch, True)
+    stream = Terminal()
+    progress = doctor._Progress(stream)
+    seen = []
+
+    def start(name: str) -> None:
+        progress.start(name)
+        seen.append(stream.getvalue())  # what the terminal shows while the check runs
+
+    doctor.run_checks(start, progress.done)
+    assert seen == ["  [1/1] running check-0 ..."]
+    assert stream.getvalue() == "  [1/1] running check-0 ...\r\x1b[K  [PASS] check-0: observed\n"
+    piped = io.StringIO()  # not a terminal: results only, one line each
+    doctor.run_checks(doctor._Progress(piped).start, doctor._Progress(piped).done)
+    assert piped.getvalue() == "  [PASS] check-0: observed\n"
 
 
 def test_doctor_reports_import_errors(
