@@ -22,7 +22,8 @@ def parse_target(text: str) -> str:
     """A target as given (``"0.12"`` or a release such as ``"0.12.3"``), checked.
 
     Raises:
-        ValueError: for anything but a generation of :data:`TARGETS` or a release of one.
+        ValueError: for anything but a generation of :data:`TARGETS` or a release of one
+            that exists (no newer than :data:`NEWEST`).
     """
     if text in TARGETS:
         return text
@@ -34,6 +35,12 @@ def parse_target(text: str) -> str:
         raise ValueError(
             f"target {text!r}: a flax generation ({', '.join(TARGETS)}) or one of their "
             "releases (e.g. 0.12.3)"
+        )
+    newest = NEWEST[text.rsplit(".", 1)[0]]
+    if release > _versions.parse_version(newest):
+        raise ValueError(
+            f"target {text!r}: no such flax release is known (the newest of "
+            f"{text.rsplit('.', 1)[0]} is {newest}); use {newest} or the generation"
         )
     return text
 

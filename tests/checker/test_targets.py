@@ -27,6 +27,13 @@ def test_anything_else_is_refused_naming_the_forms(text: str) -> None:
         parse_target(text)
 
 
+@pytest.mark.parametrize("text", ["0.12.9", "0.11.3", "0.12.10"])
+def test_a_release_newer_than_the_known_ones_is_refused(text: str) -> None:
+    generation = text.rsplit(".", 1)[0]
+    with pytest.raises(ValueError, match=rf"the newest of {generation} is {NEWEST[generation]}"):
+        parse_target(text)
+
+
 def test_a_release_target_leaves_the_later_changes_alone() -> None:
     """Patterns flax changed after the targeted release are not legacy for it."""
     for pattern in _patterns.PATTERNS:
