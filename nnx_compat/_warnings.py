@@ -338,7 +338,8 @@ def print_report(file: IO[str] | None = None) -> None:
     if not hits:
         print("nnx_compat: no legacy flax.nnx patterns ran.", file=out)
         return
-    print(f"nnx_compat: {len(hits)} call site(s) ran legacy flax.nnx patterns:", file=out)
+    sites = f"{len(hits)} call site" + ("" if len(hits) == 1 else "s")
+    print(f"nnx_compat: {sites} ran legacy flax.nnx patterns:", file=out)
     for hit in hits:
         pattern = _patterns.get(hit.pattern)
         print(

@@ -94,6 +94,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "nnx_compat_baseline"
     ):
         raise pytest.UsageError("--nnx-compat-update-baseline needs --nnx-compat-baseline=FILE")
+    baseline = config.getoption("nnx_compat_baseline")
+    if baseline and not config.getoption("nnx_compat_update_baseline"):
+        # a missing or unreadable baseline stops the session before any test runs
+        if not Path(baseline).exists():
+            raise pytest.UsageError(
+                f"nnx_compat: no baseline at {baseline}: create it with "
+                "--nnx-compat-update-baseline"
+            )
+        _read_baseline(Path(baseline))
     plugin = Plugin(config, mode)
     config.pluginmanager.register(plugin, "nnx_compat_plugin")
     if config.pluginmanager.hasplugin("xdist"):
@@ -166,7 +175,7 @@ class _Phase:
     nodeid: str
     allowed: frozenset[str] | None  # None: any pattern
     hits: Hits
-    failing: list[str] = dataclasses.field(default_factory=list)
+    failing: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (id, line)
     bad_marker: str = ""
 
 
@@ -206,7 +215,7 @@ class Plugin:
             return
         pattern = _patterns.get(hit.pattern)
         where = f"{_relative(hit.filename, self.root)}:{hit.lineno}"
-        phase.failing.append(f"{where}: {pattern.message()}")
+        phase.failing.append((hit.pattern, f"{where}: {pattern.message()}"))
 
     def _allowed(self, item: pytest.Item) -> frozenset[str] | None:
         allowed: set[str] = set()
@@ -248,12 +257,14 @@ class Plugin:
         failing, phase.failing = phase.failing, []
         if report.passed or (report.skipped and call.when != "setup"):
             report.outcome = "failed"
+            counted = collections.Counter(line for _, line in failing)
+            patterns = len({pattern_id for pattern_id, _ in failing})
             lines = [
-                f"nnx_compat strict: this test ran {len(failing)} legacy flax.nnx pattern(s) "
-                f"(in {call.when}); migrate them, or allow them with "
-                f'@pytest.mark.{_MARKER}("<id>", ...):'
+                f"nnx_compat strict: this test ran {_plural(patterns, 'legacy flax.nnx pattern')} "
+                f"at {_plural(len(counted), 'call site')} (in {call.when}); migrate "
+                f"{'them' if len(counted) > 1 else 'it'}, or allow "
+                f'{"them" if patterns > 1 else "it"} with @pytest.mark.{_MARKER}("<id>", ...):'
             ]
-            counted = collections.Counter(failing)
             lines += [f"  {line}" + (f" (x{n})" if n > 1 else "") for line, n in counted.items()]
             report.longrepr = "\n".join(lines)
         return report
@@ -402,7 +413,8 @@ class Plugin:
                     )
                     where = ", ".join(f"{file}:{line}" for line in lines)
                     over.append(
-                        f"  {pattern_id} in {file}: {n} call site(s), baseline {allowed}: {where}"
+                        f"  {pattern_id} in {file}: {_plural(n, 'call site')}, baseline "
+                        f"{allowed}: {where}"
                     )
         if not self.filtered:
             for pattern_id, files in sorted(old.items()):
@@ -425,6 +437,10 @@ class Plugin:
                 "--nnx-compat-update-baseline):"
             )
             self.messages.extend(under)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _read_baseline(path: Path) -> dict[str, dict[str, int]]:

@@ -240,7 +240,7 @@ def test_report_at_exit_from_the_environment(tmp_path: Path) -> None:
         {"NNX_COMPAT_REPORT": "1", "NNX_COMPAT_WARNINGS": "ignore"},
     )
     assert proc.returncode == 0, proc.stderr
-    assert "1 call site(s) ran legacy flax.nnx patterns" in proc.stderr
+    assert "1 call site ran legacy flax.nnx patterns" in proc.stderr
     assert "user_script.py:4: nnx.Optimizer(model, tx) -> " in proc.stderr
 
 
