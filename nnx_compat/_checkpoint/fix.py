@@ -250,8 +250,8 @@ def _check_model(
         flat,
         {p: target.leaves[p] for p in target.rest},
         rng_in_checkpoint,
-        "  Is model_factory the model this checkpoint was saved from, built with the same "
-        "sizes? Checkpoints of other models cannot be converted.",
+        f"  Is {_factory_name(model_factory)} the model this checkpoint was saved from, built "
+        "with the same sizes? Checkpoints of other models cannot be converted.",
     )
     return rng_in_checkpoint
 

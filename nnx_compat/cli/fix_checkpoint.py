@@ -537,9 +537,9 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
             with progress.stage("verifying") as line:
                 _, written = _restore(ckptr, staged, "the DST just written")
                 verified, nbytes, fresh = _verify(plan, flat, written, progress)
+                as_written = f", {fresh} RNG state as written" if fresh else ""
                 line.append(
-                    f"verified {len(written)} arrays: {verified} equal to SRC's, "
-                    f"{fresh} RNG state as written"
+                    f"verified {len(written)} arrays: {verified} equal to SRC's{as_written}"
                 )
             try:
                 _install(staged, dst, staging)
@@ -550,7 +550,7 @@ def _command(args: argparse.Namespace, progress: Progress) -> int:
             shutil.rmtree(staging, ignore_errors=True)
     src_rng = sum(1 for p in flat if _checkpoint.is_rng_path(p))
     if plan.unchanged:
-        rng = f"RNG state carried over unchanged: {src_rng} arrays"
+        rng = f"RNG state carried over unchanged: {src_rng} arrays" if src_rng else "no RNG state"
     else:
         rng = f"RNG state re-initialised: {fresh} arrays"
         if fresh != src_rng:

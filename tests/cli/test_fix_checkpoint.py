@@ -317,6 +317,9 @@ def test_checkpoint_of_another_model(
     )
     assert code == 1
     assert f"SRC is not a checkpoint of tests.cli_models:{model}" in err and message in err
+    # the hint names the factory, not the library's argument
+    assert f"Is {model} the model this checkpoint was saved from" in err
+    assert "model_factory" not in err
     assert out == "" and os.listdir(tmp_path) == []
     assert _hashes(sources["mlp"]) == before
 
@@ -418,6 +421,19 @@ def test_importing_the_cli_stays_light() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_write_unchanged_reports_rng_state_once(
+    sources: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = tmp_path / "first"
+    model = ["--model", "tests.cli_models:MLP", "--rngs", "params=0,dropout=1"]
+    assert _run(capsys, sources["mlp"], first, *model)[0] == 0
+    code, out, err = _run(capsys, first, tmp_path / "dst", *model, "--write-unchanged")
+    assert code == 0, err
+    assert "bit for bit; RNG state carried over unchanged: 2 arrays" in out
+    assert "RNG state as written" not in err  # nothing was re-initialised
+    assert "verified 6 arrays: 6 equal to SRC's (" in err
+
+
 def test_already_converted(
     sources: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -439,7 +455,7 @@ def test_already_converted(
         assert not (tmp_path / "dst").exists()
         code, out, err = _run(capsys, *argv, "--write-unchanged")
         assert (code, err) == (0, "")
-        assert "RNG state carried over unchanged: 0 arrays" in out
+        assert "bit for bit; no RNG state" in out
         _assert_same_bits(
             _checkpoint.read(_restore(tmp_path / "dst")), _checkpoint.read(_restore(src))
         )
