@@ -9,19 +9,22 @@ reason why only the run time can see it (``Pattern.static``). Suppress a finding
 from __future__ import annotations
 
 import ast
+import bisect
 import dataclasses
-import json
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from nnx_compat import _patterns
+from nnx_compat.checker import notebooks
 from nnx_compat.checker.facts import Facts, walk
 from nnx_compat.checker.names import Names
 from nnx_compat.checker.rules import RULES, Context
 from nnx_compat.checker.targets import TARGETS, parse_target, target_at_least
 
 __all__ = [
+    "ERROR_IDS",
     "TARGETS",
     "Finding",
     "applies",
@@ -29,38 +32,74 @@ __all__ = [
     "check_source",
     "notebook_cells",
     "parse_target",
+    "syntax_error",
     "target_at_least",
 ]
 
 
 _IGNORE: Final = re.compile(r"#\s*nnx-compat:\s*ignore(?:\[([^\]]*)\])?")
 
+#: The finding ids that are no legacy pattern but a file (or notebook cell) that could not be
+#: checked, and what each means. Accepted wherever a pattern id is: ``--select`` (where they
+#: are always reported, as a file that was not checked must not pass for clean), ``--ignore``,
+#: ``# nnx-compat: ignore[...]`` on the line of the fault.
+ERROR_IDS: Final = (
+    (
+        "read-error",
+        "the file cannot be read: unreadable, a broken link, not in its encoding, not a notebook",
+    ),
+    ("syntax-error", "the code does not parse"),
+)
+_ERRORS: Final = frozenset(i for i, _ in ERROR_IDS)
 
-@dataclasses.dataclass(frozen=True, order=True)
+
+@functools.total_ordering
+@dataclasses.dataclass(frozen=True)
 class Finding:
-    """One legacy use: where, which pattern, and (for a file that does not parse) why not."""
+    """One legacy use: where, which pattern, and (for a file that does not parse) why not.
+
+    Findings sort by file, then cell, then line: a notebook's in the order of its cells.
+    """
 
     path: str
-    line: int
+    line: int  # the file's line; in a .ipynb, the line in the cell (as Jupyter shows it)
     column: int
     pattern: str
-    cell: int | None = None  # the notebook cell (1-based), for .ipynb files
+    cell: int | None = None  # the notebook cell (1-based, all cells counted)
     message: str = ""
+    #: in a .ipynb, the line of the JSON file that holds ``line`` of the cell; None where
+    #: ``line`` is the file's own (a .py file, a MyST .md notebook)
+    file_line: int | None = None
+
+    def _order(self) -> tuple[str, int, int, int, str, str]:
+        return (self.path, self.cell or 0, self.line, self.column, self.pattern, self.message)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return self._order() < other._order()
 
     @property
     def where(self) -> str:
-        if self.cell is not None:  # notebook.ipynb:cell 3:line 2:5
+        if self.cell is not None and self.file_line is not None:  # nb.ipynb:cell 3:line 2:5
             return f"{self.path}:cell {self.cell}:line {self.line}:{self.column}"
         return f"{self.path}:{self.line}:{self.column}"
 
+    @property
+    def text_line(self) -> int:
+        """The line of the file's text (what an editor or a CI annotation points at)."""
+        return self.file_line if self.file_line is not None else self.line
+
     def text(self) -> str:
-        """``path:line:col: nnx-compat[<id>] <legacy> -> <new> (flax <release>)``."""
-        if self.pattern == "syntax-error":
-            return f"{self.where}: nnx-compat[syntax-error] {self.message}"
+        """``path:line:col: nnx-compat[<id>] <legacy> -> <new> (flax <release>)``; a .ipynb's
+        place reads ``path:cell 3:line 2:col``, a MyST notebook's ends with ``(cell 3)``."""
+        in_cell = f" (cell {self.cell})" if self.cell is not None and self.file_line is None else ""
+        if self.pattern in _ERRORS:
+            return f"{self.where}: nnx-compat[{self.pattern}] {self.message}{in_cell}"
         record = _patterns.get(self.pattern)
         return (
             f"{self.where}: nnx-compat[{record.id}] {record.legacy} -> {record.new} "
-            f"(flax {record.changed_in})"
+            f"(flax {record.changed_in}){in_cell}"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -72,7 +111,9 @@ class Finding:
         }
         if self.cell is not None:
             out["cell"] = self.cell
-        if self.pattern == "syntax-error":
+        if self.file_line is not None:
+            out["file_line"] = self.file_line
+        if self.pattern in _ERRORS:
             out["message"] = self.message
         else:
             record = _patterns.get(self.pattern)
@@ -94,6 +135,21 @@ def _suppressed(lines: Sequence[str], finding_line: int, pattern: str) -> bool:
         return False
     ids = match.group(1)
     return ids is None or pattern in {i.strip() for i in ids.split(",")}
+
+
+def _lines(source: str) -> list[str]:
+    """The lines of ``source`` as Python numbers them (a form feed is no line break)."""
+    return re.split(r"\r\n|\r|\n", source)
+
+
+def syntax_error(error: SyntaxError | ValueError, path: str, cell: int | None = None) -> Finding:
+    """The ``syntax-error`` finding of code that does not parse, at the 1-based line and column
+    Python gives (its line's start where it gives none)."""
+    if isinstance(error, SyntaxError):
+        line, column, message = error.lineno, error.offset, error.msg
+    else:
+        line, column, message = None, None, str(error)
+    return Finding(path, max(line or 1, 1), max(column or 1, 1), "syntax-error", cell, message)
 
 
 def check_source(
@@ -119,17 +175,19 @@ def check_source(
             reported only on request.
         cell: The notebook cell the source is, if any.
     """
+    ignored = set(ignore)
     try:
         tree = ast.parse(source, filename=path)
-    except SyntaxError as error:
-        return [
-            Finding(path, error.lineno or 1, error.offset or 0, "syntax-error", cell, error.msg)
-        ]
+    except (SyntaxError, ValueError) as error:  # ValueError: a null byte, on older Pythons
+        fault = syntax_error(error, path, cell)
+        if fault.pattern in ignored or _suppressed(_lines(source), fault.line, fault.pattern):
+            return []
+        return [fault]
     names = Names(tree)
     if not names.any:
         return []
     chosen = set(select) if select is not None else set(RULES)
-    chosen -= set(ignore)
+    chosen -= ignored
     rules = [
         RULES[i]
         for i in sorted(chosen)
@@ -138,7 +196,7 @@ def check_source(
         and (native or not _patterns.get(i).same_call)
     ]
     facts = Facts(tree, names)
-    lines = source.splitlines()
+    lines = _lines(source)
     found: set[Finding] = set()
     for node, scope, parents in walk(tree):
         relevant = [r for r in rules if isinstance(node, r.nodes)]
@@ -154,30 +212,30 @@ def check_source(
     return sorted(found)
 
 
-def _blank_magic(line: str) -> str:
-    """An IPython magic or shell escape as ``pass`` at its indentation (an ``if`` may hold
-    only a magic)."""
-    stripped = line.lstrip()
-    if stripped.startswith(("%", "!")):
-        return line[: len(line) - len(stripped)] + "pass"
-    return line
+def _python(source: str) -> str:
+    """A cell's code with IPython's magics and shell escapes as ``pass`` at their indentation
+    (an ``if`` may hold only a magic), so that the rest parses; lines keep their numbers."""
+    lines = source.split("\n")
+    for index in notebooks.magic_lines(source):
+        line = lines[index]
+        lines[index] = line[: len(line) - len(line.lstrip())] + "pass"
+    return "\n".join(lines)
 
 
-def notebook_cells(text: str) -> list[tuple[int, str]]:
-    """A notebook's code cells, numbered from 1 as Jupyter counts all cells, with IPython's
-    magics and shell escapes (``%``, ``!``) replaced by ``pass`` so the rest parses; lines
-    keep their numbers."""
-    notebook = json.loads(text)
-    cells = []
-    for number, cell in enumerate(notebook.get("cells", []), start=1):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        lines = [_blank_magic(line) for line in source.split("\n")]
-        cells.append((number, "\n".join(lines)))
-    return cells
+def notebook_cells(text: str, path: str = "notebook.ipynb") -> list[tuple[int, str]]:
+    """A notebook's Python code cells, numbered from 1 as Jupyter counts all cells, with
+    IPython's magics and shell escapes replaced by ``pass`` so the rest parses; lines keep
+    their numbers. A ``.md`` path reads a MyST notebook; a cell in another language
+    (``%%bash``) is left out.
+
+    Raises:
+        ValueError: for a file that is not a notebook.
+    """
+    return [
+        (cell.number, _python(cell.source))
+        for cell in notebooks.code_cells(text, path)
+        if notebooks.is_python(cell.source)
+    ]
 
 
 def _imports(source: str) -> list[str]:
@@ -194,19 +252,46 @@ def _imports(source: str) -> list[str]:
 
 
 def check_notebook(text: str, path: str, **options: Any) -> list[Finding]:
-    """The findings of a notebook's code cells, as one namespace (imports in one cell bind
-    names in the next), each reported at its cell and line.
+    """The findings of a notebook's code cells, checked as one module (the cells in order, so
+    that names and types bound in one cell are known in the next), each reported at its cell
+    and line: in a ``.ipynb`` the line in the cell (and :attr:`Finding.file_line`), in a MyST
+    ``.md`` (its path ends with ``.md``) the file's line. A cell that does not parse on its own
+    is a ``syntax-error`` finding and is left out of the module.
+
+    Args:
+        text: The notebook file's text.
+        path: How findings name the file.
+        **options: As for :func:`check_source`.
 
     Raises:
         ValueError: for a file that is not a notebook.
     """
-    cells = notebook_cells(text)
-    header = sorted({line for _, source in cells for line in _imports(source)})
+    myst = path.endswith(".md")
+
+    def place(finding: Finding, cell: notebooks.Cell, line: int) -> Finding:
+        at = cell.lines[min(line, len(cell.lines)) - 1]
+        if myst:
+            return dataclasses.replace(finding, line=at, cell=cell.number, file_line=None)
+        return dataclasses.replace(finding, line=line, cell=cell.number, file_line=at)
+
     found: list[Finding] = []
-    for number, source in cells:
-        shifted = check_source("\n".join([*header, source]), path, cell=number, **options)
-        for finding in shifted:
-            line = finding.line - len(header)
-            if line >= 1:
-                found.append(dataclasses.replace(finding, line=line))
-    return found
+    parsed: list[tuple[notebooks.Cell, str]] = []
+    for cell in notebooks.code_cells(text, path):
+        if not notebooks.is_python(cell.source):
+            continue
+        code = _python(cell.source)
+        try:
+            ast.parse(code)
+        except (SyntaxError, ValueError):  # its syntax-error (unless ignored), at its line
+            found += [place(f, cell, f.line) for f in check_source(code, path, **options)]
+            continue
+        parsed.append((cell, code))
+    starts, line = [], 1  # the module's line where each cell starts
+    for _, code in parsed:
+        starts.append(line)
+        line += code.count("\n") + 1
+    # cells that parse on their own make a module that parses
+    for finding in check_source("\n".join(code for _, code in parsed), path, **options):
+        index = bisect.bisect_right(starts, finding.line) - 1
+        found.append(place(finding, parsed[index][0], finding.line - starts[index] + 1))
+    return sorted(found)

@@ -1,112 +1,71 @@
 """``nnx-compat check PATH...``: the legacy flax.nnx patterns in a source tree, statically.
 
 Reads ``.py`` files and Jupyter notebooks (code cells), directories recursively; imports no
-user code and needs no flax. Exit status: 0 clean, 1 findings (or a file that does not parse),
-2 usage error.
+user code and needs no flax. A ``.py`` file is decoded as Python decodes it (its encoding
+declaration, a byte order mark). Besides the patterns, two ids report a file that could not be
+checked: ``read-error`` (unreadable, a broken link, not in its encoding, not a notebook) and
+``syntax-error``. Exit status: 0 clean, 1 findings (those two included), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import fnmatch
 import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 from nnx_compat import _patterns
-from nnx_compat.checker import TARGETS, Finding, check_notebook, check_source, parse_target
-
-__all__ = ["add_parser", "check_file", "command", "discover", "target_argument"]
-
-#: Never descended into (besides what ``--exclude`` names).
-DEFAULT_EXCLUDES: Final = (
-    ".git",
-    ".hg",
-    ".tox",
-    ".nox",
-    ".venv",
-    "venv",
-    "__pycache__",
-    "node_modules",
-    ".ipynb_checkpoints",
-    "build",
-    "dist",
+from nnx_compat.checker import (
+    ERROR_IDS,
+    TARGETS,
+    Finding,
+    _suppressed,
+    check_notebook,
+    check_source,
+    parse_target,
 )
+from nnx_compat.cli import _discover
+from nnx_compat.cli._discover import DEFAULT_EXCLUDES as DEFAULT_EXCLUDES
+from nnx_compat.cli._discover import UsageError as UsageError
+from nnx_compat.cli._discover import discover as discover
+from nnx_compat.cli._discover import discover_for
+from nnx_compat.cli._source import SourceError, read_text
+
+__all__ = ["add_parser", "check_file", "command", "discover", "plural", "target_argument"]
+
 #: Files per worker process below which checking stays in this process.
 _PARALLEL_FROM: Final = 64
-
-
-class UsageError(Exception):
-    pass
-
-
-def _excluded(path: Path, root: Path, patterns: Sequence[str]) -> bool:
-    """``.gitignore``-style: a pattern with a ``/`` matches the path from the root, one without
-    matches any component; a trailing ``/`` only directories."""
-    relative = path.relative_to(root).as_posix() if path != root else path.name
-    for pattern in patterns:
-        directory_only = pattern.endswith("/")
-        pattern = pattern.rstrip("/")
-        if directory_only and not path.is_dir():
-            continue
-        if "/" in pattern:
-            if fnmatch.fnmatchcase(relative, pattern.lstrip("/")):
-                return True
-        elif fnmatch.fnmatchcase(path.name, pattern):
-            return True
-    return False
-
-
-def discover(paths: Sequence[str], excludes: Sequence[str] = ()) -> Iterator[Path]:
-    """The ``.py`` and ``.ipynb`` files under ``paths`` (a file named directly is always read).
-
-    Raises:
-        UsageError: for a path that does not exist.
-    """
-    patterns = [*DEFAULT_EXCLUDES, *excludes]
-    for name in paths:
-        root = Path(name)
-        if not root.exists():
-            raise UsageError(f"no such file or directory: {name}")
-        if root.is_file():
-            yield root
-            continue
-        for directory, subdirectories, files in os.walk(root):
-            here = Path(directory)
-            subdirectories[:] = sorted(
-                d for d in subdirectories if not _excluded(here / d, root, patterns)
-            )
-            for file in sorted(files):
-                path = here / file
-                if path.suffix in (".py", ".ipynb") and not _excluded(path, root, patterns):
-                    yield path
 
 
 def check_file(
     path: str, target: str, select: list[str] | None, ignore: list[str], native: bool = False
 ) -> list[Finding]:
-    """The findings of one file (a notebook: of each code cell)."""
+    """The findings of one file (a notebook: of each code cell), read as Python reads it (its
+    encoding declaration, a byte order mark); a file that cannot be read or is not a notebook is
+    a ``read-error`` finding, code that does not parse a ``syntax-error`` one (reported unless
+    ``ignore`` names them, whatever ``select`` says)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return [Finding(path, 1, 0, "syntax-error", None, f"cannot read: {error}")]
+        text = read_text(path).text
+    except SourceError as error:
+        if "read-error" in ignore or _suppressed(error.lines, error.line, "read-error"):
+            return []
+        return [Finding(path, error.line, error.column, "read-error", None, error.message)]
     options: dict[str, Any] = {
         "target": target,
         "select": select,
         "ignore": ignore,
         "native": native,
     }
-    if not path.endswith(".ipynb"):
+    if not path.endswith((".ipynb", ".md")):  # .md: a MyST notebook
         return check_source(text, path, **options)
     try:
-        return check_notebook(text, path, **options)
+        found = check_notebook(text, path, **options)
     except (ValueError, AttributeError) as error:
-        return [Finding(path, 1, 0, "syntax-error", None, f"not a notebook: {error}")]
+        found = [Finding(path, 1, 1, "read-error", None, f"not a notebook: {error}")]
+    return [f for f in found if f.pattern not in ignore]
 
 
 def _check_all(
@@ -141,17 +100,23 @@ def _ids(text: str | None) -> list[str] | None:
     if text is None:
         return None
     ids = [i.strip() for i in text.split(",") if i.strip()]
-    known = {p.id for p in _patterns.PATTERNS}
+    known = {p.id for p in _patterns.PATTERNS} | {i for i, _ in ERROR_IDS}
     unknown = sorted(set(ids) - known)
     if unknown:
-        raise UsageError(f"unknown pattern ids {unknown}; see nnx-compat patterns")
+        errors = ", ".join(i for i, _ in ERROR_IDS)
+        raise UsageError(f"unknown pattern ids {unknown}; see nnx-compat patterns (and {errors})")
     return ids
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count and its noun (a regular plural)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _github(finding: Finding) -> str:
     text = finding.text().split(": ", 1)[1]
     return (
-        f"::warning file={finding.path},line={finding.line},col={finding.column},"
+        f"::warning file={finding.path},line={finding.text_line},col={finding.column},"
         f"title=nnx-compat[{finding.pattern}]::{text}"
     )
 
@@ -160,11 +125,20 @@ def command(args: argparse.Namespace) -> int:
     """``nnx-compat check``."""
     try:
         select, ignore = _ids(args.select), _ids(args.ignore) or []
-        files = [str(p) for p in discover(args.paths, args.exclude)]
+        files, unreadable = discover_for(args, "check")
     except UsageError as error:
         print(f"nnx-compat check: {error}", file=sys.stderr)
         return 2
-    findings = sorted(_check_all(files, args.target, select, ignore, args.native, args.jobs))
+    findings = sorted(
+        [
+            *_check_all(files, args.target, select, ignore, args.native, args.jobs),
+            *(
+                Finding(path, 1, 1, "read-error", None, why)
+                for path, why in dict.fromkeys(unreadable)  # a path named and walked: once
+                if "read-error" not in ignore
+            ),
+        ]
+    )
     if args.format == "json":
         print(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
@@ -176,9 +150,10 @@ def command(args: argparse.Namespace) -> int:
             for finding in findings:
                 counts[finding.pattern] = counts.get(finding.pattern, 0) + 1
             summary = ", ".join(f"{n} {i}" for i, n in sorted(counts.items()))
+            sys.stdout.flush()  # the summary stays the last line where both streams meet
             print(
-                f"nnx-compat check: {len(files)} files, {len(findings)} findings"
-                + (f" ({summary})" if summary else ""),
+                f"nnx-compat check: {plural(len(files), 'file')}, "
+                f"{plural(len(findings), 'finding')}" + (f" ({summary})" if summary else ""),
                 file=sys.stderr,
             )
     return 1 if findings else 0
@@ -191,6 +166,19 @@ def target_argument(text: str) -> str:
         return parse_target(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _jobs_argument(text: str) -> int:
+    """``--jobs``'s type: a whole number of 1 or more, else the usage error naming the range."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of worker processes (1 or more)"
+        )
+    return jobs
 
 
 def add_parser(sub: Any) -> None:
@@ -217,14 +205,11 @@ def add_parser(sub: Any) -> None:
         help="also report calls that still run on the newer flax with another meaning "
         "(status native; their text is new-API code too)",
     )
+    _discover.add_arguments(parser)
     parser.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help=".gitignore-style pattern of paths to skip (repeatable)",
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
+        "--jobs",
+        type=_jobs_argument,
+        default=os.cpu_count() or 1,
+        help="worker processes, 1 or more (default: CPUs)",
     )
     parser.set_defaults(func=command)

@@ -1,10 +1,22 @@
 """``nnx-compat migrate PATH...``: rewrite legacy flax.nnx calls to the new API.
 
-A dry run by default: it prints a unified diff (``--diff``). ``--write`` rewrites the files,
-atomically (a temporary file in the same directory, then a rename; permissions kept); a file
-that changed since it was read, does not parse or is not UTF-8 is skipped with a message and
-never half-written. Notebooks: code cells are rewritten, outputs and metadata are untouched.
-Ends with a summary: files changed, rewrites per pattern id, manual items left.
+A dry run by default: it prints a unified diff (``--diff``) that ``git apply`` and ``patch -p1``
+take. ``--write`` rewrites the files. Notebooks: code cells are rewritten, outputs and metadata
+are untouched. The last line is a summary: files, files to change, rewrites per pattern id,
+manual items left, errors.
+
+Exit status: 0 nothing is left to do (nothing to change, or ``--write`` wrote every change) and
+no manual item is left; 1 work is left: changes pending (a dry run that would change files),
+manual items, or an error; 2 a usage error (a path that does not exist, libcst missing).
+
+Files are read and written as ruff and black read and write them: a .py file in its declared
+encoding, its byte order mark and newlines kept; a link written through to its file, and a file
+reached under several names (links) migrated once; owner, group and mode kept; a file with no
+write permission for the user (for root: none at all) is not written. Errors are per file: a
+file that cannot be read or decoded (read-error), does not parse (syntax-error) or cannot be
+written is reported with its path, never half-written, and the run goes on with the other files
+(exit status 1). A directory the user cannot write does not protect the files in it: a file the
+user may write is rewritten in place there, as ruff and black write every file.
 """
 
 from __future__ import annotations
@@ -13,31 +25,32 @@ import argparse
 import collections
 import dataclasses
 import difflib
-import json
 import os
-import re
-import shutil
 import sys
-import tempfile
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-from nnx_compat.checker import TARGETS, _imports
-from nnx_compat.cli.check import UsageError, discover, target_argument
+from nnx_compat.checker import TARGETS, Finding, syntax_error
+from nnx_compat.checker.notebooks import paired_files
+from nnx_compat.cli import _discover
+from nnx_compat.cli._discover import UsageError, discover_for
+from nnx_compat.cli._source import Source, SourceError, read_text, write_text
+from nnx_compat.cli.check import plural, target_argument
 
-__all__ = ["FileResult", "add_parser", "command", "migrate_file", "migrate_text", "write_atomic"]
-
-_MAGIC = "pass  # nnx-compat: magic {}"
+__all__ = ["FileResult", "add_parser", "command", "migrate_file", "migrate_text", "unified_diff"]
 
 
 @dataclasses.dataclass
 class FileResult:
+    """One file's rewrite, or the error that skipped it."""
+
     path: str
     old: str
     new: str
     rewrites: collections.Counter[str]
     manual: list[tuple[int | None, int, int, str, str]]  # cell (notebooks), line, column, id, todo
-    skipped: str = ""
+    error: Finding | None = None  #: a read-error or syntax-error: the file is skipped
+    source: Source | None = None  #: the file as read, to write it back alike
 
     @property
     def changed(self) -> bool:
@@ -50,136 +63,102 @@ def _migrate_python(source: str, target: str) -> Any:
     return migrate_source(source, target)
 
 
-def _migrate_notebook(text: str, target: str) -> tuple[str, Any, list[Any]]:
-    """The notebook with its code cells rewritten, as one namespace (imports of every cell
-    bind names in each), IPython magics kept as they are."""
-    notebook = json.loads(text)
-    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
-    sources = [
-        "".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
-    ]
-    header = sorted({line for source in sources for line in _imports(_unmagic(source)[0])})
-    counts: collections.Counter[str] = collections.Counter()
-    manual: list[Any] = []
-    changed = False
-    for number, (cell, source) in enumerate(zip(cells, sources, strict=True), start=1):
-        plain, magics = _unmagic(source)
-        result = _migrate_python("\n".join([*header, plain]), target)
-        lines = result.code.split("\n")
-        if lines[: len(header)] != header:  # a rewrite reached the imports: leave the cell
-            manual.append((number, 1, 0, "migrate", "cell not rewritten: its imports changed"))
-            continue
-        new = _remagic("\n".join(lines[len(header) :]), magics)
-        counts.update(result.rewrites)
-        manual += [
-            (number, m.line - len(header), m.column, m.pattern, m.todo) for m in result.manual
-        ]
-        if new != source:
-            changed = True
-            cell["source"] = (
-                new.splitlines(keepends=True) if isinstance(cell["source"], list) else new
-            )
-    if not changed:
-        return text, counts, manual
-    indent = _json_indent(text)
-    out = json.dumps(notebook, indent=indent, ensure_ascii=False)
-    return out + ("\n" if text.endswith("\n") else ""), counts, manual
-
-
-def _unmagic(source: str) -> tuple[str, dict[int, str]]:
-    magics: dict[int, str] = {}
-    lines = source.split("\n")
-    for i, line in enumerate(lines):
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            magics[i] = line
-            lines[i] = line[: len(line) - len(stripped)] + _MAGIC.format(i)
-    return "\n".join(lines), magics
-
-
-def _remagic(source: str, magics: dict[int, str]) -> str:
-    def restore(match: re.Match[str]) -> str:
-        return magics[int(match.group(2))]
-
-    return re.sub(r"(?m)^([ \t]*)pass  # nnx-compat: magic (\d+)$", restore, source)
-
-
-def _json_indent(text: str) -> int:
-    match = re.search(r"\n( +)\"", text)
-    return len(match.group(1)) if match else 1
-
-
 def migrate_text(text: str, path: str, target: str) -> tuple[str, Any, list[Any]]:
-    """``(new text, rewrites per pattern, manual items)`` for one file's text.
+    """``(new text, rewrites per pattern, manual items)`` for one file's text: a ``.ipynb`` or
+    a MyST ``.md`` notebook's code cells (:mod:`nnx_compat.codemod.notebooks`), else Python.
 
     Raises:
         SyntaxError: for Python that does not parse; ValueError for a broken notebook.
     """
-    if path.endswith(".ipynb"):
-        return _migrate_notebook(text, target)
+    if path.endswith((".ipynb", ".md")):
+        from nnx_compat.codemod.notebooks import migrate_notebook
+
+        return migrate_notebook(text, path, target)
     result = _migrate_python(text, target)
     manual = [(None, m.line, m.column, m.pattern, m.todo) for m in result.manual]
     return result.code, collections.Counter(result.rewrites), manual
 
 
 def migrate_file(path: str, target: str) -> FileResult:
-    """The rewrite of one file, or why it is skipped (nothing is written here)."""
-    raw = Path(path).read_bytes()
+    """The rewrite of one file, or the ``read-error`` or ``syntax-error`` that skips it
+    (nothing is written here).
+
+    Raises:
+        MissingLibcst: without libcst.
+    """
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return FileResult(path, "", "", collections.Counter(), [], f"not UTF-8 ({error.reason})")
+        source = read_text(path)
+    except SourceError as error:
+        fault = Finding(path, error.line, error.column, "read-error", None, error.message)
+        return FileResult(path, "", "", collections.Counter(), [], fault)
+    text = source.text
     try:
         new, counts, manual = migrate_text(text, path, target)
     except SyntaxError as error:
-        return FileResult(
-            path, text, text, collections.Counter(), [], f"does not parse (line {error.lineno})"
-        )
+        return FileResult(path, text, text, collections.Counter(), [], syntax_error(error, path))
     except ValueError as error:
-        return FileResult(path, text, text, collections.Counter(), [], f"not a notebook: {error}")
-    return FileResult(path, text, new, counts, manual)
+        fault = Finding(path, 1, 1, "read-error", None, f"not a notebook: {error}")
+        return FileResult(path, text, text, collections.Counter(), [], fault)
+    except Exception as error:
+        if type(error).__name__ != "ParserSyntaxError":  # libcst's, for code ast reads
+            raise
+        line, column = getattr(error, "editor_line", 1), getattr(error, "editor_column", 1)
+        message = f"libcst cannot parse it: {getattr(error, 'message', error)}"
+        fault = Finding(path, line, column, "syntax-error", None, message)
+        return FileResult(path, text, text, collections.Counter(), [], fault)
+    return FileResult(path, text, new, counts, manual, source=source)
 
 
-def write_atomic(path: str, old: str, new: str) -> str | None:
-    """Writes ``new`` over ``path`` if it still holds ``old``; an error message otherwise.
+def _lines(text: str) -> list[str]:
+    """``text``'s lines with their ends, split at ``\\n`` only (as diff and patch count them; a
+    form feed or a CR alone does not end a line)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
-    A temporary file in the same directory takes the text and the file's permissions, then
-    replaces the file in one rename: a reader sees the old file or the new one, never half.
-    """
-    target = Path(path)
-    try:
-        if target.read_bytes() != old.encode("utf-8"):
-            return "changed since it was read: not written"
-    except OSError as error:
-        return f"cannot read it again: {error}"
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(new)
-            out.flush()
-            os.fsync(out.fileno())
-        shutil.copymode(target, temporary)
-        os.replace(temporary, target)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        return f"not written: {error}"
-    return None
+
+def unified_diff(old: str, new: str, path: str) -> list[str]:
+    """The unified diff from ``old`` to ``new``, as ``git diff`` writes it (``a/`` and ``b/``
+    before the path, ``\\ No newline at end of file`` after a last line without one)."""
+    out = []
+    for line in difflib.unified_diff(_lines(old), _lines(new), f"a/{path}", f"b/{path}"):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return out
+
+
+def _once(paths: Iterable[str]) -> list[str]:
+    """``paths`` less those that lead to a file met already (links to it, or itself)."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
+def _skipped(fault: Finding) -> str:
+    return f"{fault.where}: nnx-compat[{fault.pattern}] skipped: {fault.message}"
 
 
 def command(args: argparse.Namespace) -> int:
-    """``nnx-compat migrate``."""
+    """``nnx-compat migrate``: its exit status is the module's docstring's."""
     from nnx_compat.codemod import MissingLibcst
 
     try:
-        files = [str(p) for p in discover(args.paths, args.exclude)]
+        found, unreadable = discover_for(args, "migrate")
+        # a jupytext pair's files change together; a file reached through links, once
+        files = _once(str(f) for p in found for f in paired_files(p))
     except UsageError as error:
         print(f"nnx-compat migrate: {error}", file=sys.stderr)
         return 2
     totals: collections.Counter[str] = collections.Counter()
     changed = written = 0
-    problems = 0
+    errors = [
+        _skipped(Finding(path, 1, 1, "read-error", None, why))
+        for path, why in dict.fromkeys(unreadable)  # a path named and walked: once
+    ]
     manual_lines: list[str] = []
     for path in files:
         try:
@@ -187,9 +166,8 @@ def command(args: argparse.Namespace) -> int:
         except MissingLibcst as error:
             print(f"nnx-compat migrate: {error}", file=sys.stderr)
             return 2
-        if result.skipped:
-            problems += 1
-            print(f"nnx-compat migrate: {path}: skipped, {result.skipped}", file=sys.stderr)
+        if result.error is not None or result.source is None:
+            errors.append(_skipped(result.error or Finding(path, 1, 1, "read-error")))
             continue
         totals.update(result.rewrites)
         for cell, line, column, pattern, todo in result.manual:
@@ -201,31 +179,31 @@ def command(args: argparse.Namespace) -> int:
             continue
         changed += 1
         if args.write:
-            failure = write_atomic(path, result.old, result.new)
+            failure = write_text(path, result.source, result.new)
             if failure:
-                problems += 1
-                print(f"nnx-compat migrate: {path}: {failure}", file=sys.stderr)
+                errors.append(f"nnx-compat migrate: {path}: {failure}")
             else:
                 written += 1
         else:
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    result.old.splitlines(keepends=True),
-                    result.new.splitlines(keepends=True),
-                    f"a/{path}",
-                    f"b/{path}",
-                )
-            )
-    for text in manual_lines:
+            sys.stdout.writelines(unified_diff(result.old, result.new, path))
+    sys.stdout.flush()  # the summary stays the last line where both streams meet
+    for text in [*errors, *manual_lines]:
         print(text, file=sys.stderr)
     per_id = ", ".join(f"{n} {i}" for i, n in sorted(totals.items())) or "none"
-    action = f"{written} written" if args.write else "dry run, nothing written"
+    if not args.write:
+        action = "dry run, nothing written"
+    elif written == changed:
+        action = f"{written} written"
+    else:
+        action = f"{written} written, {changed - written} not written"
     print(
-        f"nnx-compat migrate: {len(files)} files, {changed} to change ({action}); rewrites: "
-        f"{per_id}; {len(manual_lines)} manual items",
+        f"nnx-compat migrate: {plural(len(files), 'file')}, {changed} to change ({action}); "
+        f"rewrites: {per_id}; {plural(len(manual_lines), 'manual item')}"
+        + (f"; {plural(len(errors), 'error')}" if errors else ""),
         file=sys.stderr,
     )
-    return 1 if problems else 0
+    pending = changed > written
+    return 1 if errors or manual_lines or pending else 0
 
 
 def add_parser(sub: Any) -> None:
@@ -246,5 +224,5 @@ def add_parser(sub: Any) -> None:
         help="the flax API level to reach: a generation (its newest release) or a release, "
         "whose API the rewrites use (0.12.3: fork(split=) and sharding_names stay)",
     )
-    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    _discover.add_arguments(parser)
     parser.set_defaults(func=command)

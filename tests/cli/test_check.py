@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import subprocess
 import sys
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from nnx_compat.checker import ERROR_IDS, Finding, check_source
 from nnx_compat.cli import check, main
+from tests.cli.test_source import give, run_cli_unprivileged
+from tests.cli.test_source import shared_dir as shared_dir  # a fixture
 
 LEGACY = "from flax import nnx\nd = nnx.Dropout(0.5, (0,))\nopt = nnx.Optimizer(m, tx)\n"
 NEW = "from flax import nnx\nd = nnx.Dropout(0.5, broadcast_dims=(0,))\n"
@@ -136,4 +140,173 @@ def test_the_command_line_entry(tree: Path) -> None:
     )
     assert proc.returncode == 1
     assert "nnx-compat[dropout-positional]" in proc.stdout
-    assert "1 files, 2 findings" in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "nnx-compat check: 1 file, 2 findings (1 dropout-positional, 1 optimizer-wrt-default)"
+    )
+
+
+def test_the_summary_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.py").write_text(NEW)
+    assert main(["check", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == "nnx-compat check: 1 file, 0 findings\n"
+    (tmp_path / "b.py").write_text("from flax import nnx\nd = nnx.Dropout(0.5, (0,))\n")
+    assert main(["check", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "nnx-compat check: 2 files, 1 finding (1 dropout-positional)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\n" + LEGACY.encode(),
+        codecs.BOM_UTF8 + LEGACY.encode(),
+        LEGACY.replace("\n", "\r\n").encode(),
+    ],
+    ids=["latin-1", "bom", "crlf"],
+)
+def test_files_are_decoded_as_python_decodes_them(
+    raw: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.py"
+    path.write_bytes(raw)
+    assert main(["check", str(path), "--format", "json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    shift = 2 if raw.startswith(b"# -*-") else 0
+    assert [(f["pattern"], f["line"], f["column"]) for f in found] == [
+        ("dropout-positional", 2 + shift, 5),
+        ("optimizer-wrt-default", 3 + shift, 7),
+    ]
+
+
+def test_read_errors_and_syntax_errors_have_their_own_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("latin.py").write_bytes(b"x = 1\ny = 'caf\xe9'\n")
+    Path("gone.py").symlink_to("missing.py")
+    Path("broken.ipynb").write_text('{"cells": [}')
+    Path("broken.py").write_text("from flax import nnx\ndef f(:\n")
+    Path("null.py").write_text("x = 1\0\n")
+    argv = ["check", "latin.py", "gone.py", "broken.ipynb", "broken.py", "null.py"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    notebook, *others = out.splitlines()
+    assert notebook.startswith("broken.ipynb:1:1: nnx-compat[read-error] not a notebook: ")
+    assert others == [
+        "broken.py:2:7: nnx-compat[syntax-error] invalid syntax",
+        "gone.py:1:1: nnx-compat[read-error] broken symbolic link to missing.py",
+        "latin.py:2:9: nnx-compat[read-error] cannot decode byte 0xe9 as utf-8 (invalid "
+        "continuation byte), and no encoding is declared (PEP 263)",
+        # columns are 1-based: an error without a column is at the line's start
+        "null.py:1:1: nnx-compat[syntax-error] source code string cannot contain null bytes",
+    ]
+    assert err.splitlines()[-1] == (
+        "nnx-compat check: 4 files, 5 findings (3 read-error, 2 syntax-error)"
+    )
+    assert main([*argv, "--ignore", "read-error"]) == 1
+    assert {line.split("[")[1][:12] for line in capsys.readouterr().out.splitlines()} == {
+        "syntax-error"
+    }
+    assert main([*argv, "--ignore", "syntax-error,read-error"]) == 0
+    assert capsys.readouterr().out == ""
+    # --select narrows the patterns: a file that cannot be checked is still reported
+    assert main([*argv, "--select", "dropout-positional", "--format", "json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert [f["pattern"] for f in found] == [
+        "read-error",
+        "syntax-error",
+        "read-error",
+        "read-error",
+        "syntax-error",
+    ]
+    assert found[2] == {
+        "path": "gone.py",
+        "line": 1,
+        "column": 1,
+        "pattern": "read-error",
+        "message": "broken symbolic link to missing.py",
+    }
+    assert main([*argv, "--select", "syntax-error", "--format", "github"]) == 1
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[1]
+        .startswith("::warning file=broken.py,line=2,col=7,title=nnx-compat[syntax-error]::")
+    )
+
+
+def test_error_ids_are_listed_once_with_what_they_mean() -> None:
+    assert [i for i, _ in ERROR_IDS] == ["read-error", "syntax-error"]
+    assert all(description and "\n" not in description for _, description in ERROR_IDS)
+    assert check._ids("read-error, syntax-error,dropout-positional") == [
+        "read-error",
+        "syntax-error",
+        "dropout-positional",
+    ]
+
+
+def test_an_inline_comment_silences_an_error() -> None:
+    broken = "from flax import nnx\ndef f(:  # nnx-compat: ignore[syntax-error]\n"
+    assert check_source(broken) == []
+    other = "from flax import nnx\ndef f(:  # nnx-compat: ignore[dropout-positional]\n"
+    assert [f.pattern for f in check_source(other)] == ["syntax-error"]
+    assert check_source(broken.replace("def f(:", "def f("), ignore=["syntax-error"]) == []
+
+
+def test_an_inline_comment_silences_a_decoding_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_bytes(b"x = 1\ny = 'caf\xe9'  # nnx-compat: ignore[read-error]\n")
+    assert check.check_file(str(path), "0.12", None, []) == []
+    path.write_bytes(b"x = 1\ny = 'caf\xe9'  # nnx-compat: ignore[syntax-error]\n")
+    assert [f.pattern for f in check.check_file(str(path), "0.12", None, [])] == ["read-error"]
+
+
+def test_an_error_finding_reads_like_the_others() -> None:
+    finding = Finding("m.py", 1, 1, "read-error", None, "cannot read: Permission denied")
+    assert finding.text() == "m.py:1:1: nnx-compat[read-error] cannot read: Permission denied"
+    assert finding.as_dict()["message"] == "cannot read: Permission denied"
+
+
+def test_an_unreadable_file_is_a_read_error(shared_dir: Path) -> None:
+    for name in ("locked.py", "open.py"):
+        (shared_dir / name).write_text(LEGACY)
+        give(shared_dir / name, 0o644)
+    (shared_dir / "locked.py").chmod(0)
+    status, out, err = run_cli_unprivileged(["check", "--jobs", "1", "."], shared_dir)
+    assert "Traceback" not in err and status == 1, err
+    assert out.splitlines()[0] == (
+        "locked.py:1:1: nnx-compat[read-error] cannot read: Permission denied"
+    )
+    assert err.splitlines()[-1].startswith("nnx-compat check: 2 files, 3 findings")
+
+
+def test_check_imports_no_codemod_or_flax(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_bytes(codecs.BOM_UTF8 + LEGACY.encode())
+    code = (
+        "import sys\n"
+        "from nnx_compat.cli import main\n"
+        "main(['check', '--jobs', '1', sys.argv[1]])\n"
+        "heavy = ('libcst', 'flax', 'jax', 'numpy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert proc.stderr.splitlines()[-1] == "[]", proc.stderr
+
+
+def test_a_broken_link_named_and_walked_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("gone.py").symlink_to("missing.py")
+    assert main(["check", ".", "gone.py"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "gone.py:1:1: nnx-compat[read-error] broken symbolic link to missing.py\n"
+    assert err == "nnx-compat check: 0 files, 1 finding (1 read-error)\n"
+
+
+def test_an_inline_comment_counts_lines_as_python_does() -> None:
+    code = "from flax import nnx\n\x0c\nd = nnx.Dropout(0.5, (0,))  # nnx-compat: ignore\n"
+    assert check_source(code) == []
+    assert check_source(code + "def f(:  # nnx-compat: ignore[syntax-error]\n") == []
