@@ -21,9 +21,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     doctor.add_parser(sub)
-    patterns_cmd = sub.add_parser("patterns", help="the table of legacy patterns")
+    patterns_cmd = sub.add_parser(
+        "patterns",
+        help="the table of legacy patterns",
+        description="The table of legacy flax.nnx patterns that nnx_compat bridges, checks and "
+        "migrates: id, legacy form, new form, the flax release that changed it, what check "
+        "and migrate do with it. Exit status: 0, or 2 for a usage error.",
+    )
     fmt = patterns_cmd.add_mutually_exclusive_group()
-    fmt.add_argument("--markdown", action="store_true", help="as the README's table")
+    fmt.add_argument("--markdown", action="store_true", help="as a markdown table")
     fmt.add_argument("--json", action="store_true", help="as JSON")
     patterns_cmd.add_argument(
         "--added",

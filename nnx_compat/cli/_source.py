@@ -41,7 +41,7 @@ import tempfile
 import tokenize
 from typing import Final
 
-__all__ = ["Source", "SourceError", "read_only", "read_text", "write_text"]
+__all__ = ["Source", "SourceError", "decode", "read_only", "read_text", "write_text"]
 
 #: Files read as UTF-8 whatever they say: notebooks (JSON; MyST markdown).
 _UTF8_ONLY: Final = (".ipynb", ".md")
@@ -113,7 +113,16 @@ def read_text(path: str) -> Source:
     Raises:
         SourceError: for a file that cannot be read, or not decoded.
     """
-    raw = _read_bytes(path)
+    return decode(_read_bytes(path), path)
+
+
+def decode(raw: bytes, path: str) -> Source:
+    """``raw`` decoded as the text of a file named ``path`` (its suffix decides, as in
+    :func:`read_text`): for standard input, which has no file.
+
+    Raises:
+        SourceError: for bytes that are not text in their encoding.
+    """
     bom = raw.startswith(codecs.BOM_UTF8)
     declared = False
     if path.endswith(_UTF8_ONLY):

@@ -32,23 +32,39 @@ from nnx_compat.cli._discover import DEFAULT_EXCLUDES as DEFAULT_EXCLUDES
 from nnx_compat.cli._discover import UsageError as UsageError
 from nnx_compat.cli._discover import discover as discover
 from nnx_compat.cli._discover import discover_for
-from nnx_compat.cli._source import SourceError, read_text
+from nnx_compat.cli._source import SourceError, decode, read_text
+from nnx_compat.cli._style import EXIT_STATUS, add_color_argument, paint, use_color
 
-__all__ = ["add_parser", "check_file", "command", "discover", "plural", "target_argument"]
+__all__ = [
+    "add_parser",
+    "check_file",
+    "command",
+    "discover",
+    "plural",
+    "reads_stdin",
+    "stdin_argument",
+    "target_argument",
+]
 
 #: Files per worker process below which checking stays in this process.
 _PARALLEL_FROM: Final = 64
 
 
 def check_file(
-    path: str, target: str, select: list[str] | None, ignore: list[str], native: bool = False
+    path: str,
+    target: str,
+    select: list[str] | None,
+    ignore: list[str],
+    native: bool = False,
+    raw: bytes | None = None,
 ) -> list[Finding]:
     """The findings of one file (a notebook: of each code cell), read as Python reads it (its
     encoding declaration, a byte order mark); a file that cannot be read or is not a notebook is
     a ``read-error`` finding, code that does not parse a ``syntax-error`` one (reported unless
-    ``ignore`` names them, whatever ``select`` says)."""
+    ``ignore`` names them, whatever ``select`` says). ``raw``: the file's bytes, when they come
+    from elsewhere (standard input) and ``path`` only names them."""
     try:
-        text = read_text(path).text
+        text = (read_text(path) if raw is None else decode(raw, path)).text
     except SourceError as error:
         if "read-error" in ignore or _suppressed(error.lines, error.line, "read-error"):
             return []
@@ -113,6 +129,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def _text(finding: Finding, color: bool) -> str:
+    """:meth:`Finding.text`, its place in bold and its id in colour on a terminal."""
+    text = finding.text()
+    if not color:
+        return text
+    where, rest = text.split(": ", 1)
+    tag, rest = rest.split(" ", 1)
+    style = "bold red" if finding.pattern in {i for i, _ in ERROR_IDS} else "bold yellow"
+    return f"{paint(where, 'bold', True)}: {paint(tag, style, True)} {rest}"
+
+
 def _github(finding: Finding) -> str:
     text = finding.text().split(": ", 1)[1]
     return (
@@ -125,13 +152,19 @@ def command(args: argparse.Namespace) -> int:
     """``nnx-compat check``."""
     try:
         select, ignore = _ids(args.select), _ids(args.ignore) or []
-        files, unreadable = discover_for(args, "check")
+        stdin = reads_stdin(args)
+        files, unreadable = ([args.stdin_filename], []) if stdin else discover_for(args, "check")
     except UsageError as error:
         print(f"nnx-compat check: {error}", file=sys.stderr)
         return 2
+    if stdin:
+        raw = sys.stdin.buffer.read()
+        checked = check_file(files[0], args.target, select, ignore, args.native, raw)
+    else:
+        checked = _check_all(files, args.target, select, ignore, args.native, args.jobs)
     findings = sorted(
         [
-            *_check_all(files, args.target, select, ignore, args.native, args.jobs),
+            *checked,
             *(
                 Finding(path, 1, 1, "read-error", None, why)
                 for path, why in dict.fromkeys(unreadable)  # a path named and walked: once
@@ -142,7 +175,8 @@ def command(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
-        render = _github if args.format == "github" else Finding.text
+        color = use_color(args, sys.stdout)
+        render = _github if args.format == "github" else lambda f: _text(f, color)
         for finding in findings:
             print(render(finding))
         if args.format == "text":
@@ -157,6 +191,33 @@ def command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 1 if findings else 0
+
+
+def reads_stdin(args: argparse.Namespace) -> bool:
+    """Whether the command reads standard input (``PATH`` is ``-``, as for ruff and black).
+
+    Raises:
+        UsageError: for ``-`` beside other paths, or ``--stdin-filename`` without ``-``.
+    """
+    if "-" not in args.paths:
+        if args.stdin_filename is not None:
+            raise UsageError("--stdin-filename names standard input: give - as the PATH")
+        return False
+    if len(args.paths) > 1:
+        raise UsageError("- (standard input) must be the only PATH")
+    if args.stdin_filename is None:
+        args.stdin_filename = "-"
+    return True
+
+
+def stdin_argument(parser: argparse.ArgumentParser) -> None:
+    """``--stdin-filename`` (ruff's name), for ``check`` and ``migrate``."""
+    parser.add_argument(
+        "--stdin-filename",
+        metavar="NAME",
+        help="the name of the file standard input holds (with - as the PATH): findings name "
+        "it, and a .ipynb or .md name reads it as a notebook",
+    )
 
 
 def target_argument(text: str) -> str:
@@ -185,12 +246,37 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "check",
         help="find legacy flax.nnx patterns in source files and notebooks (static)",
-        description=__doc__.split("\n\n")[0],
+        description="Find the legacy flax.nnx patterns in .py files, Jupyter notebooks and MyST "
+        "markdown notebooks, without running or importing them (flax need not be installed). "
+        "Directories are read recursively, skipping virtualenvs and what .gitignore ignores. "
+        "Suppress a finding with '# nnx-compat: ignore[<id>]' on its line.",
+        epilog=EXIT_STATUS["check"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH")
-    parser.add_argument("--format", choices=("text", "json", "github"), default="text")
-    parser.add_argument("--select", metavar="IDS", help="only these pattern ids (comma-separated)")
-    parser.add_argument("--ignore", metavar="IDS", help="not these pattern ids (comma-separated)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files and directories to check; - reads standard input",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (path:line:col: nnx-compat[id] ..., a summary on stderr), json (a list of "
+        "objects) or github (workflow annotations)",
+    )
+    parser.add_argument(
+        "--select",
+        metavar="IDS",
+        help="only these pattern ids (comma-separated; read-error and syntax-error are always "
+        "reported unless ignored)",
+    )
+    parser.add_argument(
+        "--ignore",
+        metavar="IDS",
+        help="not these pattern ids, or read-error, syntax-error (comma-separated)",
+    )
     parser.add_argument(
         "--target",
         type=target_argument,
@@ -206,6 +292,8 @@ def add_parser(sub: Any) -> None:
         "(status native; their text is new-API code too)",
     )
     _discover.add_arguments(parser)
+    stdin_argument(parser)
+    add_color_argument(parser)
     parser.add_argument(
         "--jobs",
         type=_jobs_argument,

@@ -34,8 +34,9 @@ from nnx_compat.checker import TARGETS, Finding, syntax_error
 from nnx_compat.checker.notebooks import paired_files
 from nnx_compat.cli import _discover
 from nnx_compat.cli._discover import UsageError, discover_for
-from nnx_compat.cli._source import Source, SourceError, read_text, write_text
-from nnx_compat.cli.check import plural, target_argument
+from nnx_compat.cli._source import Source, SourceError, decode, read_text, write_text
+from nnx_compat.cli._style import EXIT_STATUS, add_color_argument, paint, use_color
+from nnx_compat.cli.check import plural, reads_stdin, stdin_argument, target_argument
 
 __all__ = ["FileResult", "add_parser", "command", "migrate_file", "migrate_text", "unified_diff"]
 
@@ -79,15 +80,16 @@ def migrate_text(text: str, path: str, target: str) -> tuple[str, Any, list[Any]
     return result.code, collections.Counter(result.rewrites), manual
 
 
-def migrate_file(path: str, target: str) -> FileResult:
+def migrate_file(path: str, target: str, raw: bytes | None = None) -> FileResult:
     """The rewrite of one file, or the ``read-error`` or ``syntax-error`` that skips it
-    (nothing is written here).
+    (nothing is written here). ``raw``: the file's bytes, when they come from elsewhere
+    (standard input) and ``path`` only names them.
 
     Raises:
         MissingLibcst: without libcst.
     """
     try:
-        source = read_text(path)
+        source = read_text(path) if raw is None else decode(raw, path)
     except SourceError as error:
         fault = Finding(path, error.line, error.column, "read-error", None, error.message)
         return FileResult(path, "", "", collections.Counter(), [], fault)
@@ -126,6 +128,21 @@ def unified_diff(old: str, new: str, path: str) -> list[str]:
     return out
 
 
+def _colored(diff: list[str]) -> list[str]:
+    """A diff's lines coloured as ``git diff`` colours them (for a terminal only: a coloured
+    diff does not apply)."""
+    out = []
+    for line in diff:
+        if line.startswith(("+++", "---")):
+            out.append(paint(line.rstrip("\n"), "bold", True) + "\n")
+        elif line.startswith(("+", "-", "@@")):
+            style = {"+": "green", "-": "red", "@": "cyan"}[line[0]]
+            out.append(paint(line.rstrip("\n"), style, True) + "\n")
+        else:
+            out.append(line)
+    return out
+
+
 def _once(paths: Iterable[str]) -> list[str]:
     """``paths`` less those that lead to a file met already (links to it, or itself)."""
     seen: set[str] = set()
@@ -147,9 +164,14 @@ def command(args: argparse.Namespace) -> int:
     from nnx_compat.codemod import MissingLibcst
 
     try:
-        found, unreadable = discover_for(args, "migrate")
-        # a jupytext pair's files change together; a file reached through links, once
-        files = _once(str(f) for p in found for f in paired_files(p))
+        stdin = reads_stdin(args)
+        unreadable: list[tuple[str, str]] = []
+        if stdin:
+            files = [args.stdin_filename]
+        else:
+            found, unreadable = discover_for(args, "migrate")
+            # a jupytext pair's files change together; a file reached through links, once
+            files = _once(str(f) for p in found for f in paired_files(p))
     except UsageError as error:
         print(f"nnx-compat migrate: {error}", file=sys.stderr)
         return 2
@@ -162,9 +184,9 @@ def command(args: argparse.Namespace) -> int:
     manual_lines: list[str] = []
     for path in files:
         try:
-            result = migrate_file(path, args.target)
+            result = migrate_file(path, args.target, sys.stdin.buffer.read() if stdin else None)
         except MissingLibcst as error:
-            print(f"nnx-compat migrate: {error}", file=sys.stderr)
+            print(error, file=sys.stderr)  # "nnx-compat migrate needs libcst: pip install ..."
             return 2
         if result.error is not None or result.source is None:
             errors.append(_skipped(result.error or Finding(path, 1, 1, "read-error")))
@@ -175,17 +197,23 @@ def command(args: argparse.Namespace) -> int:
                 f"{path}:cell {cell}:line {line}:{column}" if cell else f"{path}:{line}:{column}"
             )
             manual_lines.append(f"{where}: nnx-compat[{pattern}] manual: {todo}")
+        if stdin and args.write:  # standard input's rewrite goes to standard output, as black's
+            sys.stdout.flush()
+            sys.stdout.buffer.write(result.source.encode(result.new))
         if not result.changed:
             continue
         changed += 1
-        if args.write:
+        if stdin and args.write:
+            written += 1
+        elif args.write:
             failure = write_text(path, result.source, result.new)
             if failure:
                 errors.append(f"nnx-compat migrate: {path}: {failure}")
             else:
                 written += 1
         else:
-            sys.stdout.writelines(unified_diff(result.old, result.new, path))
+            diff = unified_diff(result.old, result.new, path)
+            sys.stdout.writelines(_colored(diff) if use_color(args, sys.stdout) else diff)
     sys.stdout.flush()  # the summary stays the last line where both streams meet
     for text in [*errors, *manual_lines]:
         print(text, file=sys.stderr)
@@ -210,12 +238,28 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "migrate",
         help="rewrite legacy flax.nnx calls to the new API (a dry run unless --write)",
-        description=__doc__.split("\n\n")[0],
+        description="Rewrite legacy flax.nnx calls in .py files, Jupyter notebooks and MyST "
+        "markdown notebooks to the new API of the target flax, keeping formatting and "
+        "comments. A dry run by default: a unified diff that git apply takes. What needs more "
+        "than the source is listed as a manual item; the last line is a summary. Needs libcst "
+        "(pip install 'nnx_compat[tools]').",
+        epilog=EXIT_STATUS["migrate"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files and directories to migrate; - reads standard input (--write then prints "
+        "the migrated code on standard output)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="print a unified diff (the default)")
-    mode.add_argument("--write", action="store_true", help="rewrite the files in place")
+    mode.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite the files (owner, mode, encoding and newlines kept; read-only files refused)",
+    )
     parser.add_argument(
         "--target",
         type=target_argument,
@@ -225,4 +269,6 @@ def add_parser(sub: Any) -> None:
         "whose API the rewrites use (0.12.3: fork(split=) and sharding_names stay)",
     )
     _discover.add_arguments(parser)
+    stdin_argument(parser)
+    add_color_argument(parser)
     parser.set_defaults(func=command)
