@@ -51,6 +51,8 @@ ERROR_IDS: Final = (
     ("syntax-error", "the code does not parse"),
 )
 _ERRORS: Final = frozenset(i for i, _ in ERROR_IDS)
+#: A record's form written for an example attribute: ``self.layers = ...``.
+_SUBJECT: Final = re.compile(r"^(self\.\w+)(?= = )")
 
 
 @functools.total_ordering
@@ -70,6 +72,21 @@ class Finding:
     #: in a .ipynb, the line of the JSON file that holds ``line`` of the cell; None where
     #: ``line`` is the file's own (a .py file, a MyST .md notebook)
     file_line: int | None = None
+    #: the attribute the code assigns (``self.blocks``), for a record whose forms are written
+    #: for an example attribute (``self.layers = [module, ...]``); empty elsewhere
+    subject: str = ""
+
+    def forms(self) -> tuple[str, str]:
+        """The record's legacy and new forms, with the example attribute replaced by
+        :attr:`subject` (``self.blocks = [module, ...] -> self.blocks = nnx.List(...)``)."""
+        record = _patterns.get(self.pattern)
+        legacy, new = record.legacy, record.new
+        example = _SUBJECT.match(legacy)
+        if self.subject and example is not None:
+            legacy = self.subject + legacy[example.end(1) :]
+            if new.startswith(example.group(1)):
+                new = self.subject + new[example.end(1) :]
+        return legacy, new
 
     def _order(self) -> tuple[str, int, int, int, str, str]:
         return (self.path, self.cell or 0, self.line, self.column, self.pattern, self.message)
@@ -97,8 +114,9 @@ class Finding:
         if self.pattern in _ERRORS:
             return f"{self.where}: nnx-compat[{self.pattern}] {self.message}{in_cell}"
         record = _patterns.get(self.pattern)
+        legacy, new = self.forms()
         return (
-            f"{self.where}: nnx-compat[{record.id}] {record.legacy} -> {record.new} "
+            f"{self.where}: nnx-compat[{record.id}] {legacy} -> {new} "
             f"(flax {record.changed_in}){in_cell}"
         )
 
@@ -117,7 +135,8 @@ class Finding:
             out["message"] = self.message
         else:
             record = _patterns.get(self.pattern)
-            out.update(legacy=record.legacy, new=record.new, changed_in=record.changed_in)
+            legacy, new = self.forms()
+            out.update(legacy=legacy, new=new, changed_in=record.changed_in)
         return out
 
 
@@ -208,8 +227,23 @@ def check_source(
                 line = getattr(node, "lineno", 1)
                 if not _suppressed(lines, line, rule.pattern):
                     column = getattr(node, "col_offset", 0) + 1
-                    found.add(Finding(path, line, column, rule.pattern, cell))
+                    subject = _subject(node)
+                    found.add(Finding(path, line, column, rule.pattern, cell, subject=subject))
     return sorted(found)
+
+
+def _subject(node: ast.AST) -> str:
+    """The attribute an assignment assigns (``self.blocks``), else ``""``."""
+    targets = (
+        node.targets
+        if isinstance(node, ast.Assign)
+        else [node.target]
+        if isinstance(node, ast.AnnAssign | ast.AugAssign)
+        else []
+    )
+    if len(targets) == 1 and isinstance(targets[0], ast.Attribute):
+        return ast.unparse(targets[0])
+    return ""
 
 
 def _python(source: str) -> str:

@@ -310,3 +310,24 @@ def test_an_inline_comment_counts_lines_as_python_does() -> None:
     code = "from flax import nnx\n\x0c\nd = nnx.Dropout(0.5, (0,))  # nnx-compat: ignore\n"
     assert check_source(code) == []
     assert check_source(code + "def f(:  # nnx-compat: ignore[syntax-error]\n") == []
+
+
+def test_a_finding_names_the_attribute_the_code_assigns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "model.py"
+    script.write_text(
+        "from flax import nnx\nclass M(nnx.Module):\n    def __init__(self, rngs):\n"
+        "        self.blocks = [nnx.Linear(1, 1, rngs=rngs)]\n"
+        "        self.heads = {'a': nnx.Linear(1, 1, rngs=rngs)}\n"
+    )
+    assert main(["check", str(script)]) == 1
+    out = capsys.readouterr().out
+    assert "nnx-compat[list-attribute] self.blocks = [module, ...]" in out
+    assert "-> self.blocks = nnx.List([module, ...])" in out
+    assert "nnx-compat[dict-attribute] self.heads = {'a': module}" in out
+    assert "self.layers" not in out and "self.blocks = {" not in out
+    assert main(["check", "--format", "json", str(script)]) == 1
+    (first, second) = json.loads(capsys.readouterr().out)
+    assert first["legacy"].startswith("self.blocks = [") and first["new"].startswith("self.blocks")
+    assert second["new"].startswith("self.heads = nnx.Dict(")
