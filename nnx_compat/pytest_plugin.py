@@ -370,7 +370,7 @@ class Plugin:
                 more = (
                     f", and {len(tests) - _TESTS_SHOWN} more" if len(tests) > _TESTS_SHOWN else ""
                 )
-                where = f" ({len(tests)} test(s): {shown}{more})" if tests else ""
+                where = f" ({_plural(len(tests), 'test')}: {shown}{more})" if tests else ""
                 write(f"  {_relative(site.filename, self.root)}:{site.lineno} x{site.count}{where}")
         for message in self.messages:
             write(message, red=self.failed_baseline)

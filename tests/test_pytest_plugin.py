@@ -68,9 +68,9 @@ def test_report_lists_each_pattern_its_lines_and_tests(suite: pytest.Pytester) -
             "*= nnx_compat: legacy flax.nnx patterns =*",
             "optimizer-update-grads x3: optimizer.update(grads) -> "
             "optimizer.update(model, grads) (flax 0.11.0)",
-            "  legacy.py:5 x3 (2 test(s): test_a.py::test_one, test_a.py::test_two)",
+            "  legacy.py:5 x3 (2 tests: test_a.py::test_one, test_a.py::test_two)",
             "rngs-fork-splits x1: rngs.fork(splits=n) -> *",
-            "  legacy.py:9 x1 (1 test(s): test_a.py::test_three)",
+            "  legacy.py:9 x1 (1 test: test_a.py::test_three)",
         ]
     )
 
@@ -327,7 +327,7 @@ def test_xdist_workers_are_merged(suite: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "optimizer-update-grads x4: *",
-            "  legacy.py:5 x4 (3 test(s): test_a.py::test_one, test_a.py::test_two, "
+            "  legacy.py:5 x4 (3 tests: test_a.py::test_one, test_a.py::test_two, "
             "test_b.py::test_four)",
         ]
     )
