@@ -5,7 +5,8 @@ option ``nnx_compat``):
 
 * ``report`` (the default): a section at the end of the session lists each legacy pattern that
   ran: its id, how often, each user line, the tests that ran it, and the form to use instead
-  (``--nnx-compat-report=FILE.json`` writes the same as JSON);
+  (``--nnx-compat-report=FILE.json`` writes the same as JSON, ``FILE.html`` as the page of
+  ``nnx-compat report``);
 * ``strict``: a test (its setup, call or teardown, ``jit`` tracing included) that runs a
   legacy pattern fails, with the warning's text and the user's line, unless the pattern is
   allowed by ``@pytest.mark.nnx_compat_legacy("pattern-id", ...)``, ignored by the warning
@@ -59,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="nnx_compat_report",
         metavar="FILE",
         default=None,
-        help="also write the report as JSON to FILE",
+        help="also write the report to FILE: as JSON, or as an HTML page for a name ending "
+        "in .html",
     )
     group.addoption(
         "--nnx-compat-baseline",
@@ -349,6 +351,11 @@ class Plugin:
                 for pattern_id, sites in self._by_pattern().items()
             ]
         }
+        if str(path).lower().endswith((".html", ".htm")):  # the page of nnx-compat report
+            from nnx_compat.cli.report import runtime_page, write_atomic
+
+            write_atomic(Path(path), runtime_page(data, self.root))
+            return
         _write_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

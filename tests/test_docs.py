@@ -122,7 +122,7 @@ def test_pytest_options_lists_every_option_of_the_plugin() -> None:
 
 
 def test_generated_parts_are_the_project_renderers() -> None:
-    assert docs.generated("patterns") == markdown_table() + "\n"
+    assert docs.generated("patterns") == markdown_table(anchors=True) + "\n"
     assert docs.generated("added") == added_table() + "\n"
     assert docs.generated("sweep") == sweep.render(json.loads(sweep.RESULTS.read_text())) + "\n"
     assert docs.generated("cli") == docs.cli_reference()

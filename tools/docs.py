@@ -4,7 +4,8 @@ The docs never hold a copy of a table or of a command's options: each page names
 (a ```` ```{nnx-compat-generated} NAME ```` block, expanded by ``docs/_ext/nnx_compat_docs.py``
 when Sphinx reads the page), and the build renders it from the code:
 
-* ``patterns``: the table of legacy patterns (``nnx-compat patterns --markdown``);
+* ``patterns``: the table of legacy patterns (``nnx-compat patterns --markdown``), each row
+  anchored by its pattern's id;
 * ``added``: the names flax added and what older releases get (``nnx-compat patterns --added``);
 * ``sweep``: the release sweep's support matrix (``python -m tools.sweep render``);
 * ``cli``: every ``nnx-compat`` subcommand's usage, description and options, from the argparse
@@ -182,7 +183,7 @@ def pytest_options() -> str:
 def _patterns() -> str:
     from nnx_compat.cli.patterns import markdown_table
 
-    return markdown_table() + "\n"
+    return markdown_table(anchors=True) + "\n"  # patterns.html#<id>: nnx-compat report's links
 
 
 def _added() -> str:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from nnx_compat.cli import check, doctor, fix_checkpoint, migrate, patterns
+from nnx_compat.cli import check, doctor, fix_checkpoint, migrate, patterns, report
 
 __all__ = ["main"]
 
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     fix_checkpoint.add_parser(sub)
     check.add_parser(sub)
     migrate.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

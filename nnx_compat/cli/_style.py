@@ -19,6 +19,10 @@ EXIT_STATUS: Final = {
     "migrate": "exit status:\n  0  nothing left to do: nothing to change, or --write wrote every "
     "change, and no manual item\n  1  work left: changes pending (a dry run), manual items, or "
     "an error\n  2  usage error (a path that does not exist, libcst missing)",
+    "report": "exit status:\n  0  the page was written (whatever it reports)\n  2  usage error "
+    "(nothing to report on, a path that does not exist, a run-time report or\n     baseline "
+    "that cannot be read, no git history for --baseline-history), or the page cannot\n     be "
+    "written",
 }
 
 

@@ -14,8 +14,13 @@ __all__ = ["added_table", "command", "markdown_table"]
 _GENERATIONS = ("0.10.0", "0.10.7", "0.11.2")
 
 
-def markdown_table() -> str:
-    """The README's table of legacy patterns, generated from the pattern table."""
+def markdown_table(anchors: bool = False) -> str:
+    """The README's table of legacy patterns, generated from the pattern table.
+
+    Args:
+        anchors: Give each row an HTML anchor named by the pattern's id (the docs site's table,
+            which ``nnx-compat report`` links to as ``patterns.html#<id>``).
+    """
     rows = [
         "| id | legacy form | new form | changed in flax | bridged by | `check` | `migrate` |",
         "|---|---|---|---|---|---|---|",
@@ -29,8 +34,9 @@ def markdown_table() -> str:
             shim = "not bridged: an error names the new form"
         else:
             shim = "planned"
+        anchor = f'<span id="{p.id}"></span>' if anchors else ""
         rows.append(
-            f"| `{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} "
+            f"| {anchor}`{p.id}` | `{p.legacy}` | `{p.new}` | {p.changed_in} | {shim} "
             f"| {_check(p)} | {_migrate(p)} |"
         )
     return "\n".join(rows)
