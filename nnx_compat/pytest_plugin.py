@@ -27,6 +27,7 @@ import collections
 import dataclasses
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -487,6 +488,15 @@ def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # the mode a new file gets (mkstemp's is 0600: a baseline is checked in and shared),
+        # or the mode of the file it replaces
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

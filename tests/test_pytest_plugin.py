@@ -4,6 +4,8 @@ user's suite runs it: the plugin is loaded from its ``pytest11`` entry point).""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import textwrap
 from pathlib import Path
 
@@ -270,6 +272,12 @@ def test_baseline_update_pass_fail_and_shrink(suite: pytest.Pytester) -> None:
     }
     text = baseline.read_text()
     assert text.endswith("}\n") and text.index("optimizer") < text.index("rngs")  # sorted
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(baseline.stat().st_mode) == 0o666 & ~umask  # a file to share, not 0600
+    baseline.chmod(0o664)
+    assert _run(suite, f"--nnx-compat-baseline={baseline}", "--nnx-compat-update-baseline").ret == 0
+    assert stat.S_IMODE(baseline.stat().st_mode) == 0o664  # the mode it had is kept
     assert _run(suite, f"--nnx-compat-baseline={baseline}").ret == pytest.ExitCode.OK
 
     suite.makepyfile(
