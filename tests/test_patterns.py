@@ -1,15 +1,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from nnx_compat import _patterns, _versions, _warnings
 from nnx_compat._patterns import PATTERNS, SHIMS, Pattern
-from nnx_compat.cli.patterns import added_table, markdown_table
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_ids_are_unique_and_kebab_case() -> None:
@@ -69,24 +65,6 @@ def test_bridged_means_every_shim_is_implemented() -> None:
 def test_unknown_id_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="optimizer-update-grads"):
         _patterns.get("no-such-pattern")
-
-
-def test_readme_table_is_generated_from_the_table() -> None:
-    text = README.read_text()
-    start = text.index("<!-- patterns:begin -->") + len("<!-- patterns:begin -->")
-    end = text.index("<!-- patterns:end -->")
-    assert text[start:end].strip() == markdown_table(), (
-        "README's table is stale: regenerate it with `python -m nnx_compat patterns --markdown`"
-    )
-
-
-def test_readme_table_of_added_names_is_generated() -> None:
-    text = README.read_text()
-    start = text.index("<!-- added:begin -->") + len("<!-- added:begin -->")
-    end = text.index("<!-- added:end -->")
-    assert text[start:end].strip() == added_table(), (
-        "README's table is stale: regenerate it with `python -m nnx_compat patterns --added`"
-    )
 
 
 def test_every_record_not_bridged_says_why() -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "nnx_compat"
 #: What the sdist must hold besides the package (the tests run from it).
 SDIST_EXTRA = ("LICENSE", "README.md", "CHANGELOG.md", "tox.ini", "pyproject.toml")
-SDIST_TREES = ("tests", "tools", "benchmarks")
+SDIST_TREES = ("tests", "tools", "benchmarks", "docs")
 
 
 def package_files() -> set[str]:

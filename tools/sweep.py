@@ -12,8 +12,8 @@ For each flax release on the registry (0.10.0 and newer), the sweep
 3. records everything in one JSON file (``tools/sweep/results.json``), resumable: a release
    already recorded is skipped unless ``--again``.
 
-``python -m tools.sweep render`` turns the results into the README's support matrix (between
-``<!-- sweep:begin -->`` and ``<!-- sweep:end -->``); ``python -m tools.sweep ranges`` prints
+``python -m tools.sweep render`` prints the results as the support matrix (the docs page
+"Supported versions" includes it at build time); ``python -m tools.sweep ranges`` prints
 the jax ranges found, to compare with ``nnx_compat._versions.JAX_RANGES`` (a test does).
 
 Usage: ``python -m tools.sweep run [--releases 0.10.0,0.12.3] [--work DIR] [--no-tests]``.
@@ -43,7 +43,6 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "tools" / "sweep" / "results.json"
-README = ROOT / "README.md"
 PYTHON = "3.11"
 FIRST = Version("0.10.0")
 
@@ -350,14 +349,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def command_render(args: argparse.Namespace) -> int:
-    table = render(_load(args.output))
-    if args.readme:
-        text = README.read_text()
-        begin, end = "<!-- sweep:begin -->", "<!-- sweep:end -->"
-        a, b = text.index(begin) + len(begin), text.index(end)
-        README.write_text(text[:a] + "\n" + table + "\n" + text[b:])
-    else:
-        print(table)
+    print(render(_load(args.output)))
     return 0
 
 
@@ -382,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--jobs", default="auto", help="pytest-xdist workers (default: one per core)")
     run.set_defaults(func=command_run)
     rend = sub.add_parser("render", help="the support matrix, as Markdown")
-    rend.add_argument("--readme", action="store_true", help="write it into README.md")
     rend.set_defaults(func=command_render)
     ranges = sub.add_parser("ranges", help="the jax ranges found")
     ranges.set_defaults(func=command_ranges)
