@@ -64,6 +64,7 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     _variables.patch()
     _state.patch()
     _sharding.patch_bridge()
+    _removed_patch()
     _added_patch()
     # the 0.12 API on an older flax: backports where flax lacks the name (never a warning)
     from nnx_compat import _added
@@ -77,6 +78,12 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     namespace["__all__"] = sorted(set(names) | set(shimmed))
     namespace["__getattr__"] = _fallback(upstream, own_name)
     namespace["__dir__"] = lambda: sorted(set(namespace["__all__"]) | set(vars(upstream)))
+
+
+def _removed_patch() -> None:
+    from nnx_compat import _removed
+
+    _removed.patch_config()
 
 
 def _added_patch() -> None:

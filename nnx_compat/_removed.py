@@ -15,7 +15,7 @@ import jax
 
 from nnx_compat import _versions, _warnings
 
-__all__ = ["ForkStates", "VariableState", "fork", "with_sharding_constraint"]
+__all__ = ["ForkStates", "VariableState", "fork", "patch_config", "with_sharding_constraint"]
 
 _nnx: Any = _versions.import_nnx()
 
@@ -131,3 +131,26 @@ class VariableState(metaclass=_StandsForVariable):
 
 if not _versions.feature("STATE_SHARES_VARIABLES"):  # flax 0.10: its own VariableState
     VariableState = _nnx.VariableState  # type: ignore[misc]
+
+
+#: flax 0.10's switch of its experimental mutable arrays, which flax 0.11 removed from its config.
+MUTABLE_ARRAY_FLAG = "flax_mutable_array"
+
+
+def _mutable_array_flag(config: Any) -> bool:
+    _warnings.warn_legacy("mutable-arrays", detail=f"flax.config.{MUTABLE_ARRAY_FLAG}")
+    return False
+
+
+def patch_config() -> None:
+    """Where flax's config lacks 0.10's ``flax_mutable_array``, reading it answers False (0.10's
+    default: the mutable-array mode is off, and nnx_compat serves no mutable arrays) with the
+    ``mutable-arrays`` warning. flax's options are untouched: ``config.update`` of the flag
+    still raises flax's ``LookupError``. Idempotent."""
+    import flax
+
+    config_type = type(flax.config)
+    if hasattr(config_type, MUTABLE_ARRAY_FLAG):
+        return  # flax 0.10's own flag, or patched already
+    flag = property(_mutable_array_flag, doc="flax 0.10's mutable-array switch: off.")
+    setattr(config_type, MUTABLE_ARRAY_FLAG, flag)

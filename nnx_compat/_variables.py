@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import operator
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -224,6 +225,29 @@ def _to_variable(self: Any) -> Any:
     return self.to_state()
 
 
+def _legacy_type(self: Any) -> type:
+    """flax 0.10's ``VariableState.type``, the Variable's type, where flax 0.11 warns about it
+    on every read: the ``variable-state`` warning at the user's line instead."""
+    if _warnings.called_from_user():
+        _warnings.warn_legacy("variable-state", detail="state.type (use type(variable))")
+    return type(self)
+
+
+def _type_warns() -> bool:
+    """Whether flax's own ``Variable.type`` warns when read (flax 0.11; 0.10 and 0.12 do not)."""
+    native = vars(Variable).get("type")
+    if not isinstance(native, property) or native.fget is None:
+        return False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        native.fget(Variable(0))
+    ours = _warnings.NNXCompatDeprecationWarning
+    return any(
+        issubclass(w.category, DeprecationWarning) and not issubclass(w.category, ours)
+        for w in caught
+    )
+
+
 def _identity_hash(self: Any) -> int:
     """flax 0.10's hash of a Variable, its identity: Variables as dict keys and set members."""
     _warnings.warn_legacy("variable-hash", detail=type(self).__name__)
@@ -284,6 +308,8 @@ def _replacements() -> dict[str, Any]:
             out["state"] = _LegacyStateConstructor()
         if not hasattr(Variable, "to_variable"):
             out["to_variable"] = _to_variable
+        if _type_warns():  # flax 0.11 only
+            out["type"] = property(_legacy_type, doc="The Variable's type (flax 0.10's API).")
     if not _versions.feature("VARIABLE_SETITEM_FUNCTIONAL"):  # flax 0.10.0-0.10.6
         out["__setitem__"] = _functional_setitem
     if not _versions.feature("VARIABLE_GET_VALUE"):  # flax 0.12.1 added them

@@ -107,3 +107,32 @@ def test_install_serves_the_real_table() -> None:
     finally:
         nnx_compat.uninstall()
     assert dict(vars(upstream)) == before
+
+
+def test_install_serves_the_removed_names_as_the_namespace_does() -> None:
+    """flax 0.10 names the installed flax removed: under install() ``flax.nnx.<name>`` is what
+    ``nnx_compat.nnx.<name>`` is (0.10's backport with its warning, or the error naming the
+    record), as for code that imports nnx_compat.nnx."""
+    from nnx_compat import nnx
+
+    removed = sorted(name for name in _patterns.REMOVED if name not in vars(upstream))
+    before = dict(vars(upstream))
+    nnx_compat.install()
+    try:
+        for name in removed:
+            record = _patterns.REMOVED[name]
+            if record.backport is None:
+                with pytest.raises(AttributeError, match=rf"\[nnx-compat: {record.pattern}\]"):
+                    getattr(upstream, name)
+                continue
+            nnx_compat.reset_report()
+            with nnx_compat.warnings_policy("ignore"):
+                served = getattr(upstream, name)
+            assert [hit.pattern for hit in nnx_compat.report()] == [record.pattern]
+            with nnx_compat.warnings_policy("ignore"):
+                assert served is getattr(nnx, name)
+        with pytest.raises(AttributeError, match="no_such_name"):
+            upstream.no_such_name  # noqa: B018
+    finally:
+        nnx_compat.uninstall()
+    assert dict(vars(upstream)) == before

@@ -165,3 +165,28 @@ def test_a_metadata_entry_named_state_still_reads_as_metadata() -> None:
     param = upstream.Param(jnp.ones(1), state="kept")
     assert param.state == "kept"
     assert nnx_compat.report() == ()
+
+
+def test_the_mutable_array_flag_reads_off_where_flax_removed_it() -> None:
+    import flax
+
+    native = _removed.MUTABLE_ARRAY_FLAG in vars(flax.config)["_values"]
+    if native:  # flax 0.10: its own flag, silently
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert flax.config.flax_mutable_array is False
+        assert nnx_compat.report() == ()
+        return
+    with pytest.warns(nnx_compat.VariableDeprecationWarning, match="mutable-arrays") as caught:
+        value = flax.config.flax_mutable_array  # READ-FLAG
+    assert value is False
+    assert caught[0].filename == __file__
+    assert caught[0].lineno == line_of(__file__, "READ-FLAG")
+    assert "flax.config.flax_mutable_array reads False" in str(caught[0].message)
+    # flax's options are its own: the flag is not one of them, and cannot be switched on
+    assert _removed.MUTABLE_ARRAY_FLAG not in repr(flax.config)
+    with pytest.raises(LookupError, match="flax_mutable_array"):
+        flax.config.update(_removed.MUTABLE_ARRAY_FLAG, True)
+    _removed.patch_config()  # idempotent
+    with nnx_compat.warnings_policy("ignore"):
+        assert flax.config.flax_mutable_array is False

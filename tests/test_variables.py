@@ -24,6 +24,8 @@ from tests.strategies import assert_same_bits
 
 VALUE_WARNS = _versions.feature("VARIABLE_VALUE_WARNS")  # flax 0.12.1
 INPLACE_RAISES = _versions.feature("VARIABLE_INPLACE_RAISES")  # flax 0.12.0
+# flax 0.11 kept VariableState's .type on Variable with a warning; 0.12 without one
+TYPE_WARNS = _versions.installed_at_least("0.11.0") and not _versions.installed_at_least("0.12.0")
 
 
 def _kernel() -> Any:
@@ -98,6 +100,32 @@ def test_reproduce_flax_warning_on_every_access(upstream_variable: None) -> None
             _ = kernel.value
     assert len(caught) == (3 if VALUE_WARNS else 0)
     assert all(not issubclass(w.category, nnx_compat.NNXCompatDeprecationWarning) for w in caught)
+
+
+def test_reproduce_flax_011_warns_on_every_read_of_type(upstream_variable: None) -> None:
+    _, state = upstream.split(upstream.Linear(2, 3, rngs=upstream.Rngs(0)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert state["kernel"].type is upstream.Param
+    assert len(caught) == (3 if TYPE_WARNS else 0)
+    assert _variables._type_warns() is TYPE_WARNS
+
+
+def test_type_is_the_variables_type_with_one_warning_at_the_user_line() -> None:
+    _, state = nnx.split(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            assert state["kernel"].type is upstream.Param  # READ-TYPE
+    if TYPE_WARNS:
+        assert [(type(w.message), w.lineno) for w in caught] == [
+            (nnx_compat.VariableDeprecationWarning, line_of(__file__, "READ-TYPE"))
+        ]
+        assert "state.type" in str(caught[0].message)
+        assert "[nnx-compat: variable-state]" in str(caught[0].message)
+    else:  # flax's own .type: silent
+        assert caught == []
 
 
 # --- in-place operators -------------------------------------------------------------------------
@@ -249,6 +277,8 @@ def test_importing_the_namespace_patches_and_restore_is_exact() -> None:
     # flax 0.10's VariableState API (Param.state(value), state.to_variable()), flax 0.11+
     if _versions.feature("STATE_SHARES_VARIABLES"):
         expected |= {"state", "to_variable"}
+    if TYPE_WARNS:  # and its .type, which flax 0.11 warns about on every read
+        expected.add("type")
     # variable.sharding on a traced value (flax 0.11+ renamed the metadata key)
     if _versions.sharding_metadata_key() != "sharding":
         expected.add("__getattr__")
