@@ -228,6 +228,28 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "result = jax.random.key_data(stream())\n",
         warns="!LAYERS_FORK_RNGS",
     ),
+    "layer-rng-draws": _E(
+        "rngs = nnx.Rngs(0, dropout=1)\n"
+        "dropout = nnx.Dropout(0.5, deterministic=False, rngs=rngs)\n"
+        "y = dropout(jnp.ones(4))  # flax 0.10: drawn from rngs.dropout, whose count advances\n"
+        "result = y.shape\n",
+        "rngs = nnx.Rngs(0, dropout=1)\n"
+        "dropout = nnx.Dropout(0.5, deterministic=False, rngs=rngs)\n"
+        "y = dropout(jnp.ones(4))  # drawn from the layer's own stream\n"
+        "result = y.shape\n",
+    ),
+    "rngs-error-text": _E(
+        "rngs = nnx.Rngs(params=0)\n"
+        "try:\n"
+        "    rngs.dropout()\n"
+        "except AttributeError as error:  # flax 0.10: \"No RNG named 'dropout' ...\"\n"
+        "    result = 'No RNG named' in str(error)\n",
+        "rngs = nnx.Rngs(params=0)\n"
+        "try:\n"
+        "    rngs.dropout()\n"
+        "except AttributeError as error:\n"
+        "    result = isinstance(error, AttributeError)\n",
+    ),
     "rngs-fork-splits": _E(
         "rngs = nnx.Rngs(params=0, dropout=1)\n"
         "forked = rngs.fork(splits=4)\n"

@@ -70,8 +70,10 @@ class Pattern:
         non_goal: Why nnx_compat deliberately does not bridge it; the user gets an error that
             names the new form.
         static: Why ``nnx-compat check`` cannot see the legacy form in source (it needs the
-            type or the value of an object, or happens in data); empty when the checker has a
-            matcher for it (``nnx_compat.checker.rules``).
+            type or the value of an object, or happens in data), starting ``run time only:``;
+            empty when the checker has a matcher for it (``nnx_compat.checker.rules``). A
+            record whose common shapes have a matcher while others need the run time says
+            which, starting ``partly static:``.
         api: The entries of the API audit (``tools/api/REPORT.md``: a name, parameter,
             default or method that a release removed or changed) that this record accounts
             for, as ``fnmatch`` patterns; every 0.10 -> 0.11/0.12 entry must be matched.
@@ -125,6 +127,12 @@ class Pattern:
         if self.probe:
             return _versions.feature(self.probe) is _versions.CHANGES[self.probe][1]
         return _versions.installed_at_least(self.changed_in)
+
+    @property
+    def run_time_only(self) -> bool:
+        """Whether only the run time finds the legacy form (no matcher of the checker sees
+        it: ``static`` starts ``run time only``)."""
+        return self.static.startswith("run time only")
 
     @property
     def bridged(self) -> bool:
@@ -224,6 +232,33 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         static="run time only: reading layer.rngs is the new form too (the layer's forked "
         "stream); only what the code does with it tells the 0.10 use",
         probe="LAYERS_FORK_RNGS",
+    ),
+    _P(
+        "layer-rng-draws",
+        "rngs",
+        "a layer built with rngs=rngs drawing from that nnx.Rngs: its calls advance the "
+        "caller's counts, and layer.rngs.<stream> is the caller's stream",
+        "the same call: the layer draws from its own forked nnx.RngStream (layer.rngs); the "
+        "caller's Rngs advances once, when the layer is built",
+        "0.11.0",
+        note="the layer's keys and the caller's counts differ from flax 0.10's; the calls "
+        "succeed, so the installed flax's streams stand (nnx_compat's layers fork on 0.10 too, "
+        "where reading layer.rngs warns: layers-share-rngs)",
+        same_call=True,
+        static="run time only: which Rngs a layer's draws advance is a value",
+    ),
+    _P(
+        "rngs-error-text",
+        "rngs",
+        'matching the text of flax 0.10\'s nnx.Rngs errors ("No RNG named ...", "Cannot '
+        'mutate RngStream from a different trace level")',
+        "match the exception's type (AttributeError, flax.errors.TraceContextError), not its text",
+        "0.11.0",
+        note='the same calls raise the same types; flax 0.11 reworded the messages ("No '
+        'RngStream named ..."; 0.12: "Cannot mutate RngCount ..."), and error texts are '
+        "flax's",
+        same_call=True,
+        static="run time only: it is the text of an exception flax raises",
     ),
     _P(
         "rngs-fork-splits",
@@ -336,8 +371,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         ("merge",),
         "the merged node gets copies of the Variables of the outer trace, which flax 0.11.2+ "
         "refuses to mutate (TraceContextError); it warns at the first mutation",
-        static="run time only: whether merged state belongs to an outer trace depends on how "
-        "the function is called",
+        static="partly static: found where a function that a jax transform traces "
+        "(@jax.jit, jax.grad(f), a jax.lax.scan body, ...) merges a state from outside it (a "
+        "closure, a global); a state that reaches the merge otherwise (an argument, a "
+        "container) belongs to an outer trace only at run time",
         probe="MERGE_SHARES_VARIABLES",
     ),
     _P(
@@ -374,6 +411,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "(nnx.with_vars)",
         "0.11.1",
         ("mutable_array", "MutableArray", "is_mutable_array", "mutable", "freeze"),
+        "flax.config.flax_mutable_array reads False where flax removed it: the mode is off",
         non_goal="flax 0.10's experimental mutable-array API has no counterpart with the same "
         "meaning in later flax; using a name raises an AttributeError naming the replacement",
         api=(
@@ -386,7 +424,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
             "nnx.graph.*MUTABLE_ARRAY*: removed",
             "nnx.graph.MutableArray*: removed",
         ),
-        manual="flax 0.10's mutable arrays have no replacement with the same meaning",
+        manual="flax 0.10's mutable arrays have no replacement with the same meaning (a read "
+        "of the mode's flag, flax.config.flax_mutable_array, is rewritten to read False where "
+        "flax removed it)",
     ),
     _P(
         "nnx-dataclasses",

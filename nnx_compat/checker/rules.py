@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import itertools
 from collections.abc import Callable
 from typing import Final
 
@@ -19,7 +18,7 @@ from nnx_compat.checker.facts import VARIABLE_TYPES, Facts, Scope, is_module_typ
 from nnx_compat.checker.names import Names
 from nnx_compat.checker.targets import target_at_least
 
-__all__ = ["RULES", "Context", "Rule"]
+__all__ = ["MUTABLE_ARRAY_FLAG", "RULES", "Context", "Rule", "decorated", "merged_states"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,18 +139,28 @@ def _decorator_name(decorator: ast.AST, ctx: Context) -> str | None:
     return ctx.resolve(decorator.func if isinstance(decorator, ast.Call) else decorator)
 
 
-@rule("split-rngs-over-scan", ast.FunctionDef)
+def decorated(node: ast.AST, ctx: Context) -> ast.FunctionDef | None:
+    """The function that ``node`` decorates, if it is a decorator."""
+    function = ctx.parents[-1] if ctx.parents else None
+    if isinstance(function, ast.FunctionDef) and any(d is node for d in function.decorator_list):
+        return function
+    return None
+
+
+@rule("split-rngs-over-scan", ast.Call)
 def _split_rngs_over_scan(node: ast.AST, ctx: Context) -> bool:
-    assert isinstance(node, ast.FunctionDef)
-    kinds = [_decorator_name(d, ctx) for d in node.decorator_list]
-    over = any(a == "nnx.split_rngs" and b == "nnx.scan" for a, b in itertools.pairwise(kinds))
-    outer = _enclosing_function(ctx)
+    # found at the split_rngs decorator, the line the run-time warning names
+    function = decorated(node, ctx)
+    if function is None or _decorator_name(node, ctx) != "nnx.split_rngs":
+        return False
+    kinds = [_decorator_name(d, ctx) for d in function.decorator_list]
+    index = next(i for i, d in enumerate(function.decorator_list) if d is node)
+    if kinds[index + 1 : index + 2] != ["nnx.scan"]:
+        return False
+    outer = next((p for p in reversed(ctx.parents[:-1]) if isinstance(p, ast.FunctionDef)), None)
     # splitting over a scan that builds the layers is the 0.11 form too; over the scan that
     # applies them in __call__ (the layers hold split streams already) it is 0.10's
-    in_call = node.name == "__call__" or (
-        isinstance(outer, ast.FunctionDef) and outer.name == "__call__"
-    )
-    return over and in_call
+    return function.name == "__call__" or (outer is not None and outer.name == "__call__")
 
 
 @rule("rngs-fork-splits", ast.Call)
@@ -213,13 +222,65 @@ def _merge_of_split(node: ast.AST, ctx: Context) -> bool:
     )
 
 
+def _traced_function(ctx: Context) -> ast.AST | None:
+    """The function around the node if a jax transform traces it (``Facts.traced``)."""
+    for parent in reversed(ctx.parents):
+        if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            return parent if id(parent) in ctx.facts.traced else None
+    return None
+
+
+def _root_name(node: ast.AST) -> str | None:
+    """``state`` for ``state``, ``state.counts``, ``states[0]`` or ``*state``."""
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def merged_states(node: ast.AST, ctx: Context) -> list[ast.AST] | None:
+    """The states of ``nnx.merge(graphdef, *states)`` (without ``copy=``) or of
+    ``graphdef.apply(*states)`` on a GraphDef that ``nnx.split`` made; None for another call."""
+    if not isinstance(node, ast.Call):
+        return None
+    if _call_to(node, ctx, "nnx.merge", "nnx.graph.merge"):
+        if "copy" in _keywords(node) or any(k.arg is None for k in node.keywords):
+            return None
+        starred: list[ast.AST] = [a for a in node.args if isinstance(a, ast.Starred)]
+        return list(node.args[1:]) or starred
+    call = _method_call(node, "apply")
+    if call is not None and call.args and not _has_star(call):
+        assert isinstance(call.func, ast.Attribute)
+        if ctx.type_of(call.func.value) == "nnx.GraphDef":
+            return list(call.args)
+    return None
+
+
+@rule("state-copies", ast.Call)
+def _state_copies(node: ast.AST, ctx: Context) -> bool:
+    # flax 0.10's functional API: a state from outside a function that a jax transform traces
+    # (a closure, a global), merged inside it; flax 0.11.2+ shares its Variables, created at
+    # the outer trace level, and a mutation of the merged node raises TraceContextError
+    states = merged_states(node, ctx)
+    function = _traced_function(ctx) if states else None
+    if function is None or states is None:
+        return False
+    local = ctx.facts.local_names(function)
+    return any((name := _root_name(s)) is not None and name not in local for s in states)
+
+
 _MUTABLE_ARRAY_NAMES: Final = frozenset(
     {"mutable_array", "MutableArray", "is_mutable_array", "mutable", "freeze"}
 )
 
 
+#: flax 0.10's switch of the mutable-array mode, gone with the mode (flax 0.11.1)
+MUTABLE_ARRAY_FLAG: Final = "flax.config.flax_mutable_array"
+
+
 @rule("mutable-arrays", ast.Attribute, ast.Name)
 def _mutable_arrays(node: ast.AST, ctx: Context) -> bool:
+    if isinstance(node, ast.Attribute) and ctx.facts.jax.resolve(node) == MUTABLE_ARRAY_FLAG:
+        return True
     name = ctx.resolve(node)
     return (
         name is not None

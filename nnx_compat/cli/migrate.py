@@ -161,7 +161,7 @@ def _skipped(fault: Finding) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """``nnx-compat migrate``: its exit status is the module's docstring's."""
-    from nnx_compat.codemod import MissingLibcst
+    from nnx_compat.codemod import MissingLibcst, runtime_note
 
     try:
         stdin = reads_stdin(args)
@@ -217,6 +217,9 @@ def command(args: argparse.Namespace) -> int:
     sys.stdout.flush()  # the summary stays the last line where both streams meet
     for text in [*errors, *manual_lines]:
         print(text, file=sys.stderr)
+    note = runtime_note(args.target)  # what no source rewrite can see: the tests must run
+    if note and files:
+        print(f"nnx-compat migrate: {note}", file=sys.stderr)
     per_id = ", ".join(f"{n} {i}" for i, n in sorted(totals.items())) or "none"
     if not args.write:
         action = "dry run, nothing written"
@@ -227,6 +230,7 @@ def command(args: argparse.Namespace) -> int:
     print(
         f"nnx-compat migrate: {plural(len(files), 'file')}, {changed} to change ({action}); "
         f"rewrites: {per_id}; {plural(len(manual_lines), 'manual item')}"
+        + (", the rest only your tests find (above)" if note and files else "")
         + (f"; {plural(len(errors), 'error')}" if errors else ""),
         file=sys.stderr,
     )

@@ -78,13 +78,15 @@ def added_table() -> str:
 
 
 def _check(p: _patterns.Pattern) -> str:
-    return "run time only" if p.static else "found"
+    if p.run_time_only:
+        return "run time only"
+    return "partly (the rest at run time)" if p.static else "found"
 
 
 def _migrate(p: _patterns.Pattern) -> str:
     if p.same_call:
         return "nothing to rewrite"
-    if p.static:
+    if p.run_time_only:
         return "-"
     return "manual item" if p.manual else "rewritten"
 

@@ -1,8 +1,9 @@
 """``nnx-compat migrate``'s engine: rewrite legacy flax.nnx calls to the new API, in place.
 
 The checker decides *what* is legacy (the same matchers, so a finding and a rewrite carry the
-same pattern id); a rule module per pattern family (``optimizer``, ``rngs``, ``pytree``,
-``variable``, ``layers``, ``transforms``) decides *how* to rewrite it, on a libcst tree, so that
+same pattern id); a rule module per pattern family (``optimizer``, ``rngs``, ``checkpoint``,
+``pytree``, ``variable``, ``sharding``, ``layers``, ``transforms``) decides *how* to rewrite it,
+on a libcst tree, so that
 formatting and comments are kept. A finding that cannot be rewritten safely from the source
 alone (the model an optimizer was built from is not known, for example) is left as it is and
 listed as a manual item with the exact change to make. Rewriting twice changes nothing.
@@ -34,10 +35,21 @@ __all__ = [
     "Result",
     "migrate_source",
     "rewrite",
+    "runtime_note",
+    "runtime_only",
 ]
 
 #: The rule modules, one per pattern family, each registering its rewrites in :data:`REWRITES`.
-FAMILIES: Final = ("optimizer", "rngs", "pytree", "variable", "sharding", "layers", "transforms")
+FAMILIES: Final = (
+    "optimizer",
+    "rngs",
+    "checkpoint",
+    "pytree",
+    "variable",
+    "sharding",
+    "layers",
+    "transforms",
+)
 
 
 class MissingLibcst(ImportError):
@@ -126,6 +138,28 @@ def rewrite(pattern: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return register
 
 
+def runtime_only(target: str) -> list[_patterns.Pattern]:
+    """The records of code that targets flax ``target`` that only the run time finds: those the
+    checker has no matcher for (``Pattern.static`` starts ``run time only``) and those it finds
+    in their common shapes only (``partly static``), less the calls that keep the installed
+    flax's meaning (``same_call``: nothing warns about them at run time either). Running the
+    tests under ``pytest --nnx-compat=report`` finds them."""
+    return [p for p in _patterns.PATTERNS if p.static and not p.same_call and applies(p, target)]
+
+
+def runtime_note(target: str) -> str:
+    """The line that ends every ``nnx-compat migrate`` run: what the migration cannot see."""
+    found = runtime_only(target)
+    if not found:
+        return ""
+    ids = ", ".join(p.id for p in found)
+    count = "1 pattern" if len(found) == 1 else f"{len(found)} patterns"
+    return (
+        f"{count} can only be found at run time ({ids}): run your tests with "
+        "pytest --nnx-compat=report"
+    )
+
+
 def _load_rules() -> None:
     for family in FAMILIES:
         importlib.import_module(f"nnx_compat.codemod.{family}")
@@ -182,9 +216,19 @@ def _plans(
                     plans[key].append(outcome)  # one rewrite of a shared first assignment
             else:
                 record = _patterns.get(rule.pattern)
-                todo = outcome.todo if isinstance(outcome, Manual) else f"use {record.new}"
+                todo = outcome.todo if isinstance(outcome, Manual) else _todo(record)
                 manual.append(Manual.at(node, rule.pattern, todo))
     return plans, manual
+
+
+#: First words of a record's new form that make it an instruction rather than code to use.
+_INSTRUCTIONS: Final = ("keep ", "pass ", "read ", "return ")
+
+
+def _todo(record: _patterns.Pattern) -> str:
+    """A manual item's text from the record's new form: ``use <code>``, or the instruction
+    the form already is (``keep the initializer you pass to the layer``)."""
+    return record.new if record.new.startswith(_INSTRUCTIONS) else f"use {record.new}"
 
 
 def migrate_source(source: str, target: str = "0.12") -> Result:

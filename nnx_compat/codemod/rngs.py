@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from nnx_compat.checker.rules import Context
+from nnx_compat.checker.rules import Context, decorated
 from nnx_compat.checker.targets import target_at_least
 from nnx_compat.codemod import Manual, Plan, rewrite
 from nnx_compat.codemod._edit import keyword, rename_keyword
@@ -66,6 +66,10 @@ def _rngstream_tag(node: ast.AST, ctx: Context, target: str) -> Plan:
 
 @rewrite("split-rngs-over-scan")
 def _split_rngs_over_scan(node: ast.AST, ctx: Context, target: str) -> Plan:
+    # found at the decorator; the rewrite drops it from the function it decorates
+    function = decorated(node, ctx)
+    assert function is not None
+
     def apply(cst: Any, function: Any) -> Any:
         from libcst.helpers import get_full_name_for_node
 
@@ -82,4 +86,4 @@ def _split_rngs_over_scan(node: ast.AST, ctx: Context, target: str) -> Plan:
                 break
         return function.with_changes(decorators=decorators)
 
-    return Plan("split-rngs-over-scan", apply)
+    return Plan("split-rngs-over-scan", apply, at=function)

@@ -6,7 +6,7 @@ import ast
 from typing import Any
 
 from nnx_compat.checker.facts import VARIABLE_TYPES
-from nnx_compat.checker.rules import Context
+from nnx_compat.checker.rules import MUTABLE_ARRAY_FLAG, Context
 from nnx_compat.codemod import Manual, Plan, rewrite
 
 
@@ -34,6 +34,28 @@ def _inplace(node: ast.AST, ctx: Context, target: str) -> Plan:
         return assign.with_changes(target=_ellipsis_subscript(cst, assign.target))
 
     return Plan("variable-inplace-op", apply)
+
+
+@rewrite("mutable-arrays")
+def _mutable_arrays(node: ast.AST, ctx: Context, target: str) -> Plan | None:
+    """``flax.config.flax_mutable_array`` -> ``getattr(flax.config, "flax_mutable_array",
+    False)``: the mode is off where flax removed it, as the flag's default was. The API of the
+    mode itself has no replacement with the same meaning: None, a manual item naming the
+    record's new form."""
+    if ctx.facts.jax.resolve(node) != MUTABLE_ARRAY_FLAG:
+        return None
+
+    def apply(cst: Any, attribute: Any) -> Any:
+        return cst.Call(
+            func=cst.Name("getattr"),
+            args=[
+                cst.Arg(attribute.value),
+                cst.Arg(cst.SimpleString(f'"{attribute.attr.value}"')),
+                cst.Arg(cst.Name("False")),
+            ],
+        )
+
+    return Plan("mutable-arrays", apply)
 
 
 @rewrite("variable-state")

@@ -9,7 +9,7 @@ from nnx_compat import _examples
 from nnx_compat._patterns import PATTERNS, Pattern
 from nnx_compat.checker import check_source
 
-SEEN = [p for p in PATTERNS if not p.static]
+SEEN = [p for p in PATTERNS if not p.run_time_only]
 
 
 def _ids(snippet: str, *, native: bool = True) -> set[str]:

@@ -177,6 +177,32 @@ CASES: dict[str, tuple[str, str]] = {
                 self.steps += 1
         """,
     ),
+    "state-copies": (
+        """
+        graphdef, params, counts = nnx.split(model, nnx.Param, Count)
+
+        @jax.jit
+        def train_step(params, counts, x):
+            def loss_fn(params):
+                model = nnx.merge(graphdef, params, counts)
+                return model(x).sum(), nnx.state(model, Count)
+            return jax.grad(loss_fn, has_aux=True)(params)
+        """,
+        """
+        graphdef, params, counts = nnx.split(model, nnx.Param, Count)
+
+        @jax.jit
+        def train_step(params, counts, x):
+            def loss_fn(params):
+                model = nnx.merge(graphdef, params, counts, copy=True)
+                return model(x).sum(), nnx.state(model, Count)
+            return jax.grad(loss_fn, has_aux=True)(params)
+
+        @jax.jit
+        def test_step(params, counts, x):
+            return nnx.merge(graphdef, params, counts)(x)
+        """,
+    ),
     "variable-state": ("s = nnx.VariableState(nnx.Param, x)", "s = nnx.Param(x)"),
     "variable-hooks": (
         "init = nnx.with_metadata(nnx.initializers.ones, get_value_hooks=(f,))",
@@ -243,7 +269,9 @@ def _findings(body: str, target: str = "0.12", native: bool = True) -> list[str]
 
 def test_every_pattern_has_a_matcher_or_says_why_not() -> None:
     for pattern in _patterns.PATTERNS:
-        assert (pattern.id in RULES) != bool(pattern.static), pattern.id
+        assert (pattern.id in RULES) != pattern.run_time_only, pattern.id
+        if pattern.static and not pattern.run_time_only:  # a matcher for its common shapes
+            assert pattern.static.startswith("partly static: "), pattern.id
     assert set(RULES) <= {p.id for p in _patterns.PATTERNS}
 
 
@@ -350,3 +378,65 @@ def test_the_010_nnx_basics_guide() -> None:
         "optimizer-wrt-default",
         "optimizer-update-grads",
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a closure of a function that jax.grad traces, inside a jitted function
+        "def f(params):\n    return nnx.merge(graphdef, params, counts)\ng = jax.grad(f)\n",
+        # a global, under a jax.jit decorator
+        "@jax.jit\ndef f(x):\n    return nnx.merge(graphdef, state)(x)\n",
+        # @partial(jax.jit, ...) and jax.value_and_grad
+        "@partial(jax.jit, static_argnums=0)\ndef f(n, x):\n    return nnx.merge(g, s)(x)\n",
+        "def f(p):\n    return nnx.merge(g, p, state.counts)(x)\njax.value_and_grad(f)(p)\n",
+        # a lambda passed to the transform
+        "jax.grad(lambda p: loss(nnx.merge(graphdef, p, counts)))(params)\n",
+        # a jax.lax.scan body and a fori_loop body, through `from jax import lax`
+        "def body(c, x):\n    return nnx.merge(g, s)(c), None\nlax.scan(body, c, xs)\n",
+        "def body(i, c):\n    return nnx.merge(g, s)(c)\nlax.fori_loop(0, 3, body, c)\n",
+        # graphdef.apply of a GraphDef that nnx.split made
+        "graphdef, state = nnx.split(model)\n"
+        "def body(c, x):\n    return graphdef.apply(state)(c)\njax.lax.scan(body, c, xs)\n",
+    ],
+)
+def test_state_copies_shapes_are_found(body: str) -> None:
+    head = "from functools import partial\nfrom jax import lax\n"
+    assert _findings(head + body) == ["state-copies"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the state is the traced function's own argument: Variables of its own trace
+        "@jax.jit\ndef f(graphdef, state, x):\n    return nnx.merge(graphdef, state)(x)\n",
+        # assigned in the function
+        "@jax.jit\ndef f(x):\n    s = nnx.state(m)\n    return nnx.merge(g, s)(x)\n",
+        # not traced: a plain function, an nnx transform (which handles its own state)
+        "def f(x):\n    return nnx.merge(graphdef, state)(x)\n",
+        "@nnx.jit\ndef f(x):\n    return nnx.merge(graphdef, state)(x)\n",
+        # copy= given, and the apply of something nnx.split did not make
+        "@jax.jit\ndef f(x):\n    return nnx.merge(g, s, copy=True)(x)\n",
+        "@jax.jit\ndef f(x):\n    return other.apply(state)(x)\n",
+        # jit of another module's name
+        "import mylib\n@mylib.jit\ndef f(x):\n    return nnx.merge(g, s)(x)\n",
+    ],
+)
+def test_state_copies_other_shapes_are_not(body: str) -> None:
+    assert _findings(body) == []
+
+
+def test_state_copies_for_a_target_before_its_release() -> None:
+    legacy, _ = CASES["state-copies"]
+    assert "state-copies" in _findings(legacy, target="0.11")  # flax 0.11.2's merge
+    assert "state-copies" not in _findings(legacy, target="0.11.1")  # 0.11.1 still copied
+
+
+def test_split_rngs_over_scan_is_found_at_the_decorator_line() -> None:
+    """One line per finding: the decorator's, as the run-time warning names it."""
+    legacy, _ = CASES["split-rngs-over-scan"]
+    source = HEAD + textwrap.dedent(legacy)
+    (finding,) = check_source(source)
+    line = source.splitlines()[finding.line - 1]
+    assert line.strip() == "@nnx.split_rngs(splits=4)"
+    assert finding.column == line.index("@") + 2  # the decorator's expression

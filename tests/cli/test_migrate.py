@@ -168,15 +168,26 @@ def test_the_exit_status_says_whether_work_is_left(
 def test_the_summary_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "train.py").write_text(MANUAL)
     main(["migrate", str(tmp_path)])
-    assert _summary(capsys.readouterr().err) == (
+    err = capsys.readouterr().err
+    assert _summary(err) == (
         "nnx-compat migrate: 1 file, 0 to change (dry run, nothing written); rewrites: none; "
-        "1 manual item"
+        "1 manual item, the rest only your tests find (above)"
     )
+    from nnx_compat.codemod import runtime_only
+
+    # the line above the summary: what only the run time finds, and how to find it
+    note = err.splitlines()[-2]
+    ids = ", ".join(p.id for p in runtime_only("0.12"))
+    assert note == (
+        f"nnx-compat migrate: {len(runtime_only('0.12'))} patterns can only be found at run "
+        f"time ({ids}): run your tests with pytest --nnx-compat=report"
+    )
+    assert "state-copies" in ids  # partly static: its other shapes only the run time sees
     (tmp_path / "other.py").write_text(MANUAL + "opt = nnx.Optimizer(model, tx)\n")
     main(["migrate", str(tmp_path)])
     assert _summary(capsys.readouterr().err) == (
         "nnx-compat migrate: 2 files, 1 to change (dry run, nothing written); rewrites: "
-        "1 optimizer-wrt-default; 2 manual items"
+        "1 optimizer-wrt-default; 2 manual items, the rest only your tests find (above)"
     )
 
 
@@ -288,7 +299,8 @@ def test_errors_are_per_file_and_the_run_completes(shared_dir: Path) -> None:
     ) in lines
     assert lines[-1] == (
         "nnx-compat migrate: 5 files, 4 to change (3 written, 1 not written); rewrites: "
-        "4 optimizer-update-grads, 4 optimizer-wrt-default; 0 manual items; 2 errors"
+        "4 optimizer-update-grads, 4 optimizer-wrt-default; 0 manual items, the rest only your "
+        "tests find (above); 2 errors"
     )
 
 

@@ -109,3 +109,59 @@ def test_the_corpus_exercises_the_rewrites() -> None:
         "variable-inplace-op",
         "variable-value",
     }
+
+
+_SCAN_OVER_LAYERS = """from flax import nnx
+import jax.numpy as jnp
+
+
+class Stack(nnx.Module):
+    @nnx.split_rngs(splits=2)
+    @nnx.vmap(in_axes=(0, 0))
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        @nnx.split_rngs(splits=2)
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+        def step(layer, x):
+            return layer.dropout(x)
+
+        return step(self, x)
+
+
+Stack(nnx.Rngs(0))(jnp.ones((3,)))
+"""
+
+_WARNINGS = r"""
+import re, runpy, sys, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    runpy.run_path(sys.argv[1])
+for w in caught:
+    if w.filename == sys.argv[1]:
+        print(w.lineno, *re.findall(r"\[nnx-compat: ([\w-]+)\]", str(w.message)))
+"""
+
+
+def test_the_checker_and_the_run_time_warning_name_one_line(tmp_path: Path) -> None:
+    """split-rngs-over-scan: the checker, the codemod and the warning of the program run
+    through nnx_compat all name the split_rngs decorator's line (on flax 0.10 too, where
+    nnx_compat's split_rngs sees the streams that its vmap split)."""
+    (finding,) = check_source(_SCAN_OVER_LAYERS, target="0.11")
+    assert finding.pattern == "split-rngs-over-scan"
+    decorator = _SCAN_OVER_LAYERS.splitlines()[finding.line - 1]
+    assert decorator.strip() == "@nnx.split_rngs(splits=2)"
+    program = tmp_path / "scan_over_layers.py"
+    program.write_text(
+        _SCAN_OVER_LAYERS.replace("from flax import nnx", "from nnx_compat import nnx")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _WARNINGS, str(program)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warned = [line.split() for line in proc.stdout.splitlines()]
+    assert warned == [[str(finding.line), "split-rngs-over-scan"]]
+    result = migrate_source(_SCAN_OVER_LAYERS, "0.11")
+    assert result.rewrites == {"split-rngs-over-scan": 1}
+    assert decorator not in result.code.splitlines()

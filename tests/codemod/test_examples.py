@@ -13,7 +13,7 @@ from nnx_compat.checker import TARGETS, applies, check_source
 from nnx_compat.codemod import migrate_source
 from tests.test_examples import Run, assert_same
 
-REWRITTEN = [p for p in PATTERNS if not (p.static or p.same_call or p.manual)]
+REWRITTEN = [p for p in PATTERNS if not (p.run_time_only or p.same_call or p.manual)]
 
 #: Rewritten patterns one of whose forms in the example stays a manual item, and why.
 PARTLY_MANUAL = {
