@@ -647,8 +647,7 @@ def read_passes(corpus: str) -> set[str]:
             f"no list of natively passing {corpus} ({path}); make it where flax {SOURCE} is "
             "installed with: python -m tools.migrated_corpus --work DIR --regenerate"
         )
-    lines = path.read_text().splitlines()
-    return {line for line in lines if line and not line.startswith("#")}
+    return upstream_suite.read_listing(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -397,15 +397,10 @@ def outcomes(junit: Path) -> dict[str, str]:
 
 def messages(junit: Path, wanted: Iterable[str]) -> dict[str, str]:
     """The first line of the failure of each test in ``wanted``."""
-    wanted = set(wanted)
-    found: dict[str, str] = {}
-    for case in ElementTree.parse(junit).getroot().iter("testcase"):
-        test_id = f"{case.get('classname')}::{case.get('name')}"
-        if test_id in wanted:
-            for child in case:
-                if child.tag in ("failure", "error"):
-                    found[test_id] = ((child.get("message") or "").splitlines() or [""])[0]
-    return found
+    return {
+        test: (message.splitlines() or [""])[0]
+        for test, message in failure_messages(junit, wanted).items()
+    }
 
 
 def run(
@@ -473,6 +468,11 @@ def read_passes(release: str) -> set[str]:
             f"no list of natively passing tests for flax {release} ({path}); "
             "make it with: python -m tools.upstream_suite --work DIR --regenerate"
         )
+    return read_listing(path)
+
+
+def read_listing(path: Path) -> set[str]:
+    """The lines of a checked-in list (a list of passes), less blank lines and ``#`` comments."""
     lines = path.read_text().splitlines()
     return {line for line in lines if line and not line.startswith("#")}
 

@@ -39,17 +39,9 @@ __all__ = [
     "runtime_only",
 ]
 
-#: The rule modules, one per pattern family, each registering its rewrites in :data:`REWRITES`.
-FAMILIES: Final = (
-    "optimizer",
-    "rngs",
-    "checkpoint",
-    "pytree",
-    "variable",
-    "sharding",
-    "layers",
-    "transforms",
-)
+#: The rule modules, one per pattern family of the table (``nnx_compat.codemod.<family>``),
+#: each registering its rewrites in :data:`REWRITES`.
+FAMILIES: Final = _patterns.FAMILIES
 
 
 class MissingLibcst(ImportError):
