@@ -402,15 +402,35 @@ def restore() -> None:
         delattr(cls, name)
 
 
-#: Names served where the installed flax lacks them, with flax 0.12's behaviour.
-BACKPORTS: Final[Mapping[str, Any]] = {
-    "iter_modules": iter_modules,
-    "iter_children": iter_children,
-    "is_data": is_data,
-    "has_data": has_data,
-    "use_eager_sharding": use_eager_sharding,
-    "using_eager_sharding": using_eager_sharding,
+_B = "nnx_compat._backports."
+#: The backports of each family of ``nnx_compat._backports``: name -> ``module:attribute``.
+_LAYERS: Final[Mapping[str, str]] = {}
+_GRAPH: Final[Mapping[str, str]] = {}
+_TRANSFORMS: Final[Mapping[str, str]] = {}
+_MODULE: Final[Mapping[str, str]] = {}
+
+#: Names served where the installed flax lacks them, with flax 0.12's behaviour: name ->
+#: ``module:attribute`` of the backport (loaded when ``nnx_compat.nnx`` is built).
+BACKPORTS: Final[Mapping[str, str]] = {
+    "iter_modules": "nnx_compat._added:iter_modules",
+    "iter_children": "nnx_compat._added:iter_children",
+    "is_data": "nnx_compat._added:is_data",
+    "has_data": "nnx_compat._added:has_data",
+    "use_eager_sharding": "nnx_compat._added:use_eager_sharding",
+    "using_eager_sharding": "nnx_compat._added:using_eager_sharding",
+    **_LAYERS,
+    **_GRAPH,
+    **_TRANSFORMS,
+    **_MODULE,
 }
+
+
+def backport(name: str) -> Any:
+    """The backport of ``name`` (:data:`BACKPORTS`)."""
+    import importlib
+
+    module, _, attribute = BACKPORTS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def alias(name: str) -> Any:

@@ -67,11 +67,12 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     _removed_patch()
     _added_patch()
     # the 0.12 API on an older flax: backports where flax lacks the name (never a warning)
-    from nnx_compat import _added
+    from nnx_compat import _added, _backports
 
-    for name, backport in _added.BACKPORTS.items():
+    _backports.patch()
+    for name in _added.BACKPORTS:
         if name not in vars(upstream):
-            namespace[name] = backport
+            namespace[name] = _added.backport(name)
     for name in _added.ALIASES:
         if name not in vars(upstream):
             namespace[name] = _added.alias(name)

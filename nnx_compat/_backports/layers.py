@@ -1,0 +1,3 @@
+"""Backports of flax 0.11/0.12 layers for an older flax (see nnx_compat._backports)."""
+
+from __future__ import annotations
