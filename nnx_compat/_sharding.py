@@ -101,10 +101,12 @@ def unsharded(error: ValueError, value: Any, kwargs: dict[str, Any]) -> dict[str
     no mesh is known. flax 0.10 code annotates Variables with no mesh and shards them later. An
     explicit ``eager_sharding=True`` asks for the native error, and gets it.
     """
-    if not _EAGER or _NO_MESH not in str(error):
+    if not _EAGER:
         return None
     carried = dict(value.metadata) if isinstance(value, _VariableMetadata) else {}  # type: ignore[attr-defined]
     if "eager_sharding" in kwargs or "eager_sharding" in carried:
+        return None
+    if _NO_MESH not in str(error) and not _failed_applying_rules(error, kwargs, carried):
         return None
     annotation = kwargs.get(_NATIVE_KEY, carried.get(_NATIVE_KEY))
     _warnings.warn_legacy(
@@ -112,6 +114,31 @@ def unsharded(error: ValueError, value: Any, kwargs: dict[str, Any]) -> dict[str
         detail=f"{_NATIVE_KEY}={annotation!r}; it is created unsharded, as flax 0.10 did",
     )
     return {**kwargs, "eager_sharding": False}
+
+
+def _failed_applying_rules(
+    error: ValueError, kwargs: Mapping[str, Any], carried: Mapping[str, Any]
+) -> bool:
+    """Whether flax 0.12 failed applying an annotation's logical-axis rules while creating a
+    Variable with no mesh known: flax applies the rules before it looks for a mesh, so the
+    creation would have failed for want of a mesh after them (flax 0.10 kept the rules as
+    metadata, applied only when the Variable is sharded later)."""
+    import jax
+    from flax.core import meta
+
+    if "mesh" in kwargs or "mesh" in carried or meta.get_global_mesh() is not None:
+        return False
+    annotation = kwargs.get(_NATIVE_KEY, carried.get(_NATIVE_KEY))
+    if annotation is None or isinstance(annotation, jax.sharding.NamedSharding):
+        return False
+    traceback = error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        where = code.co_filename.replace("\\", "/")
+        if code.co_name == "apply_rules" and where.endswith("flax/core/spmd.py"):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 # --------------------------------------------------------------------------- flax 0.10 reads

@@ -43,6 +43,33 @@ def test_reproduce_annotation_without_mesh(upstream_variable: None) -> None:
         assert upstream.Param(x, **{KEY: (None, "model")}).get_metadata()[KEY] == (None, "model")
 
 
+def test_reproduce_rules_applied_without_mesh(upstream_variable: None) -> None:
+    # flax 0.10.7's test_nnx_linen_nnx: rules given as one pair, not a tuple of pairs
+    rules = ("out-alias", "out")
+    if EAGER:  # flax 0.12 applies the rules at creation, before it looks for a mesh
+        with pytest.raises(ValueError, match="too many values to unpack"):
+            upstream.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
+    else:  # flax 0.10 and 0.11 keep them as metadata
+        param = upstream.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
+        assert param.get_metadata()["sharding_rules"] == rules
+
+
+def test_rules_that_fail_without_a_mesh_are_kept_as_metadata() -> None:
+    rules = ("out-alias", "out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        param = nnx.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
+    assert param.get_metadata()["sharding_rules"] == rules
+    assert np.asarray(param[...]).tolist() == [1.0, 1.0]
+    hits = [str(w.message) for w in caught if "sharding-without-mesh" in str(w.message)]
+    assert len(hits) == EAGER
+    # in a mesh the rules are flax's to apply: its error stands
+    if EAGER:
+        mesh = jax.make_mesh((1,), ("out",), devices=jax.devices()[:1])
+        with jax.set_mesh(mesh), pytest.raises(ValueError, match="too many values to unpack"):
+            nnx.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
+
+
 # --- keys and the missing mesh ------------------------------------------------------------------
 
 
