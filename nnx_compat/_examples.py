@@ -250,6 +250,37 @@ EXAMPLES: Final[Mapping[str, Example]] = {
         "except AttributeError as error:\n"
         "    result = isinstance(error, AttributeError)\n",
     ),
+    "error-text": _E(
+        "class Block(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.dropout = nnx.Dropout(0.5, rngs=rngs)\n"
+        "block = Block(nnx.Rngs(0))\n"
+        "try:\n"
+        "    block.set_attributes(not_an_attribute=True)\n"
+        "except ValueError as error:  # flax 0.10: 'Could not find at least one instance ...'\n"
+        "    result = 'Could not find' in str(error)\n",
+        "class Block(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.dropout = nnx.Dropout(0.5, rngs=rngs)\n"
+        "block = Block(nnx.Rngs(0))\n"
+        "try:\n"
+        "    block.set_attributes(not_an_attribute=True)\n"
+        "except ValueError as error:\n"
+        "    result = isinstance(error, ValueError)\n",
+    ),
+    "flax-deprecations": _E(
+        "class Block(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.linear = nnx.Linear(2, 2, rngs=rngs)\n"
+        "block = Block(nnx.Rngs(0))\n"
+        "result = [path for path, _ in block.iter_modules()]  # flax 0.12.1 warns\n",
+        "class Block(nnx.Module):\n"
+        "    def __init__(self, rngs):\n"
+        "        self.linear = nnx.Linear(2, 2, rngs=rngs)\n"
+        "block = Block(nnx.Rngs(0))\n"
+        "result = [path for path, _ in nnx.iter_modules(block)]\n",
+        new_needs="0.12.1",
+    ),
     "rngs-fork-splits": _E(
         "rngs = nnx.Rngs(params=0, dropout=1)\n"
         "forked = rngs.fork(splits=4)\n"

@@ -261,6 +261,35 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         static="run time only: it is the text of an exception flax raises",
     ),
     _P(
+        "error-text",
+        "pytree",
+        "matching the text of flax 0.10's other error messages (Module.set_attributes' "
+        '"Could not find at least one instance of the following attributes: {...}")',
+        "match the exception's type (ValueError), not its text",
+        "0.12.0",
+        note="the same call raises the same type; flax 0.12 words the message otherwise (a "
+        "list of the names, not a set), and error texts are flax's",
+        same_call=True,
+        static="run time only: it is the text of an exception flax raises",
+    ),
+    _P(
+        "flax-deprecations",
+        "pytree",
+        "the 0.10 forms flax 0.12 runs with its own deprecation warning: Module.sow() / "
+        "Module.perturb() outside nnx.capture(), m.iter_children() / m.iter_modules(), "
+        "variable.raw_value, LSTMCell(carry_init=...), attributes a bridge.ToLinen module "
+        "creates in __call__, and jax's `with mesh:`",
+        "nnx.capture(...), nnx.iter_children(m) / nnx.iter_modules(m), "
+        "variable.get_raw_value(), cell.initialize_carry(..., carry_init=...), attributes "
+        "created in __init__, `with jax.set_mesh(mesh):`",
+        "0.12.1",
+        note="the 0.10 form still runs with its 0.10 meaning on flax 0.12 and flax (or jax) "
+        "warns, naming the new form, at each call: the installed flax's warning stands (a "
+        "test configuration that makes warnings errors fails on it)",
+        same_call=True,
+        static="run time only: flax's own warning names each call",
+    ),
+    _P(
         "rngs-fork-splits",
         "rngs",
         "rngs.fork(splits=n)",
@@ -436,9 +465,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "with nnx.data() / nnx.static() fields)",
         "0.11.0",
         ("dataclass", "field", "static", "Static", "dataclasses"),
-        non_goal="flax 0.11 has none of them and flax 0.12's nnx.dataclass and nnx.static "
-        "mean something else (which stands); a missing name raises an AttributeError naming "
-        "the replacement",
+        non_goal="flax 0.12's nnx.dataclass, nnx.static and nnx.Static mean something else "
+        "(which stands; nnx_compat serves them on flax 0.11, which has none of them); "
+        "nnx.field and nnx.dataclasses raise an AttributeError naming the replacement",
         api=(
             "nnx.dataclass: removed",
             "nnx.dataclasses: removed",
