@@ -156,10 +156,15 @@ def test_check_listed_wants_the_category_of_the_record() -> None:
         "t.A::internals_as_non_goal": upstream_suite.Listed("flax-internals", "non-goal"),
         "t.A::non_goal_as_native": upstream_suite.Listed("mutable-arrays", "native"),
         "t.A::unknown": upstream_suite.Listed("no-such-pattern", "non-goal"),
+        "t.A::ok_fails_natively": upstream_suite.Listed("", "fails-natively", "x"),
+        "t.A::fails_natively_with_a_record": upstream_suite.Listed(
+            "mutable-arrays", "fails-natively", "x"
+        ),
     }
     problems = upstream_suite.check_listed(listed)
     assert [problem.split(": ")[0] for problem in problems] == [
         "t.A::bridged",
+        "t.A::fails_natively_with_a_record",
         "t.A::internals_as_non_goal",
         "t.A::non_goal_as_native",
         "t.A::unknown",
@@ -174,6 +179,23 @@ def test_legacy_failures_are_natively_passing_and_fit_their_records(release: str
     assert upstream_suite.check_listed(listed) == []
     for entry in listed.values():  # a reason string where flax's message cannot name it
         assert entry.reason or entry.category == "non-goal", entry
+
+
+def test_node_id_and_the_native_rerun_check() -> None:
+    test = "tests.nnx.nn.normalization_test.TestLinenConsistency::test_x8"
+    assert upstream_suite.node_id(test) == (
+        "tests/nnx/nn/normalization_test.py::TestLinenConsistency::test_x8"
+    )
+    assert upstream_suite.node_id("tests.nnx.rngs_test::test_flat") == (
+        "tests/nnx/rngs_test.py::test_flat"
+    )
+    tests = ["t.A::fails", "t.A::passes", "t.A::not_collected"]
+    problems = upstream_suite.check_fails_natively(
+        tests, {"t.A::fails": "failed", "t.A::passes": "passed"}
+    )
+    assert problems == [
+        "t.A::passes is listed as failing natively, but passes on the installed flax alone"
+    ]
 
 
 def test_the_legacy_list_of_passes_is_checked_in() -> None:
