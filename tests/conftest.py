@@ -58,14 +58,33 @@ TOOLING_TESTS = (
 )
 
 
+#: Besides the tools' tests, the ones whose subject depends on the Python version: warnings
+#: attributed to the caller's frame, the pytest plugin, the CLI, the namespace and the package.
+#: The flax012-py312 env runs only these and :data:`TOOLING_TESTS`
+#: (``NNX_COMPAT_TOOLING_TESTS=only``): the shims' behaviour does not depend on the Python
+#: version, and flax012 runs the whole suite on Python 3.11.
+PYTHON_SENSITIVE = (
+    "tests/cli/",
+    "tests/codemod/",
+    "tests/test_install.py",
+    "tests/test_nnx.py",
+    "tests/test_package.py",
+    "tests/test_pytest_plugin.py",
+    "tests/test_warnings.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("NNX_COMPAT_TOOLING_TESTS") != "elsewhere":
+    selection = os.environ.get("NNX_COMPAT_TOOLING_TESTS")
+    if selection not in ("elsewhere", "only"):
         return
     root = config.rootpath
+    wanted = TOOLING_TESTS if selection == "elsewhere" else (*TOOLING_TESTS, *PYTHON_SENSITIVE)
     kept, left = [], []
     for item in items:
         relative = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
-        (left if relative.startswith(TOOLING_TESTS) else kept).append(item)
+        tooling = relative.startswith(wanted)
+        (left if tooling == (selection == "elsewhere") else kept).append(item)
     if left:
         config.hook.pytest_deselected(items=left)
         items[:] = kept
