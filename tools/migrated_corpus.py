@@ -351,7 +351,17 @@ def run_toys(root: Path, env: dict[str, str], items: list[str], jobs: int) -> Ou
     return outcome
 
 
-def run_notebooks(root: Path, env: dict[str, str], notebooks: list[Path], jobs: int) -> Outcome:
+def run_notebooks(
+    root: Path,
+    env: dict[str, str],
+    notebooks: list[Path],
+    jobs: int,
+    *,
+    timeout: int = TIMEOUTS["notebooks"],
+) -> Outcome:
+    """Runs each notebook's code cells in order in a kernel of its own (``timeout``: seconds
+    one cell may take); its items' outcomes (:func:`cell_outcomes`)."""
+
     def one(notebook: Path) -> Outcome:
         name = str(notebook.relative_to(root))
         if notebook.suffix == ".md":  # the MyST pair, as a notebook
@@ -366,7 +376,7 @@ def run_notebooks(root: Path, env: dict[str, str], notebooks: list[Path], jobs: 
             EXECUTE,
             str(runnable),
             str(executed),
-            str(TIMEOUTS["notebooks"]),
+            str(timeout),
             str(notebook.parent),
         ]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
