@@ -46,8 +46,9 @@ def test_reproduce_annotation_without_mesh(upstream_variable: None) -> None:
 def test_reproduce_rules_applied_without_mesh(upstream_variable: None) -> None:
     # flax 0.10.7's test_nnx_linen_nnx: rules given as one pair, not a tuple of pairs
     rules = ("out-alias", "out")
-    if EAGER:  # flax 0.12 applies the rules at creation, before it looks for a mesh
-        with pytest.raises(ValueError, match="too many values to unpack"):
+    if EAGER:  # flax 0.12.8 applies the rules at creation, before it looks for a mesh (0.12.3
+        # looks for the mesh first)
+        with pytest.raises(ValueError, match=r"too many values to unpack|auto mesh context"):
             upstream.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
     else:  # flax 0.10 and 0.11 keep them as metadata
         param = upstream.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
