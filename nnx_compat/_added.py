@@ -107,7 +107,12 @@ ADDED: Final[Mapping[str, str]] = {
 
 #: Names an older flax already had elsewhere in ``flax.nnx``, served from there (the same
 #: object the later release exports): name -> its dotted path under ``flax.nnx``.
-ALIASES: Final[Mapping[str, str]] = {"OptState": "training.optimizer.OptState"}
+ALIASES: Final[Mapping[str, str]] = {
+    "OptState": "training.optimizer.OptState",
+    "OptArray": "training.optimizer.OptArray",
+    "OptVariable": "training.optimizer.OptVariable",
+    "FlatState": "statelib.FlatState",
+}
 
 #: Shims of added names that wrap flax's own function: on a flax without it, the name's error.
 WRAPS_NATIVE: Final = frozenset({"shard_map"})
@@ -134,24 +139,193 @@ INSTEAD: Final[Mapping[str, str]] = {
     "to_pure_dict": "state.to_pure_dict()",
     "replace_by_pure_dict": "state.replace_by_pure_dict(pure_dict)",
     "shard_map": "jax.experimental.shard_map.shard_map over nnx.split(model)'s state",
-    "Data": "nnx.data(value) on the attribute",
-    "OptArray": "nnx.optimizer.OptState",
-    "OptVariable": "nnx.optimizer.OptState",
-    "find_duplicates": "compare id() of the values nnx.iter_graph(node) yields",
-    "get_abstract_model": "nnx.eval_shape(lambda: Model(...))",
-    "identity": "lambda x: x",
-    "FlatState": "nnx.to_flat_state(state)",
-    "flatten": "nnx.graph.flatten(node)",
-    "unflatten": "nnx.graph.unflatten(graphdef, state)",
-    "set_metadata": "variable.metadata / the Variable's keyword arguments",
-    "graphlib": "nnx.graph",
-    "pytreelib": "nnx.object (flax 0.10's module of nnx.Object)",
     "graph": "nnx.graph (the submodule)",
-    "jvp": "jax.jvp over nnx.split(model)'s state, then nnx.merge",
-    "vjp": "jax.vjp over nnx.split(model)'s state, then nnx.merge",
-    "make_jaxpr": "jax.make_jaxpr over nnx.split(model)'s state",
-    "set_graph_mode": "graph mode, the only mode before flax 0.12.6",
-    "map": "jax.tree.map over nnx.state(model), then nnx.update(model, state)",
+    "prefix": "nnx.StateAxes({filter: axis, ...}) as the argument's axes in nnx.vmap/nnx.scan",
+}
+
+_GRAPH_MODE = (
+    "graph= chooses between graph mode and flax 0.12.6's tree mode; the old flax has graph "
+    "mode only (what graph=None does there): leave graph= out"
+)
+_PROMOTE = (
+    "flax 0.12's __call__ promotes the inputs and parameters with the function stored here; "
+    "the old layer's __call__ calls flax's promote_dtype itself, so another function needs "
+    "the layer's computation rewritten (the default is what the old layer does)"
+)
+_ELEMENT_TYPE = (
+    "flax 0.12's __call__ passes it to its dot_general/convolution; the old __call__ has no "
+    "such argument, so it needs the layer's computation rewritten"
+)
+_OUT_SHARDING = (
+    "flax 0.12's __call__ passes it to jax as the result's sharding (sharding in types); the "
+    "old __call__ has no such argument, so it needs the layer's computation rewritten: shard "
+    "the result with jax.lax.with_sharding_constraint instead"
+)
+_CARRY_INIT = (
+    "the old cell's initialize_carry draws the carry with the initializer the cell was built "
+    "with: pass carry_init= to the constructor (flax 0.12.8 still takes it there)"
+)
+_INTERNAL = "flax's internal bookkeeping of its own graph and trace contexts, not user API"
+_PRIVATE = "a private parameter (array references: flax 0.12's Variable(..., ref=True))"
+_STATE_ALIAS = (
+    "VariableState is an alias of Variable since flax 0.11; on flax 0.10.7 it is flax 0.10's "
+    "state leaf, whose meaning stands (pattern variable-state): use nnx.Variable, which has it"
+)
+_HOOKS = (
+    "flax 0.12 renamed VariableMetadata's hook tuples (set_value_hooks, ...) to on_* and "
+    "deprecates Variable hooks: subclass Variable and override get_value/set_value"
+)
+_LAYER_METADATA = (
+    "BatchNorm.__init__(bias_metadata)", "BatchNorm.__init__(scale_metadata)",
+    "Conv.__init__(bias_metadata)", "Conv.__init__(kernel_metadata)",
+    "ConvTranspose.__init__(bias_metadata)", "ConvTranspose.__init__(kernel_metadata)",
+    "Einsum.__init__(bias_metadata)", "Einsum.__init__(kernel_metadata)",
+    "Embed.__init__(embedding_metadata)",
+    "GRUCell.__init__(bias_metadata)", "GRUCell.__init__(kernel_metadata)",
+    "GRUCell.__init__(recurrent_kernel_metadata)",
+    "GroupNorm.__init__(bias_metadata)", "GroupNorm.__init__(scale_metadata)",
+    "LSTMCell.__init__(bias_metadata)", "LSTMCell.__init__(kernel_metadata)",
+    "LSTMCell.__init__(recurrent_kernel_metadata)",
+    "LayerNorm.__init__(bias_metadata)", "LayerNorm.__init__(scale_metadata)",
+    "Linear.__init__(bias_metadata)", "Linear.__init__(kernel_metadata)",
+    "LinearGeneral.__init__(bias_metadata)", "LinearGeneral.__init__(kernel_metadata)",
+    "LoRA.__init__(a_metadata)", "LoRA.__init__(b_metadata)",
+    "LoRALinear.__init__(a_metadata)", "LoRALinear.__init__(b_metadata)",
+    "MultiHeadAttention.__init__(bias_metadata)", "MultiHeadAttention.__init__(kernel_metadata)",
+    "MultiHeadAttention.__init__(key_ln_scale_metadata)",
+    "MultiHeadAttention.__init__(out_bias_metadata)",
+    "MultiHeadAttention.__init__(out_kernel_metadata)",
+    "MultiHeadAttention.__init__(query_ln_scale_metadata)",
+    "OptimizedLSTMCell.__init__(bias_metadata)", "OptimizedLSTMCell.__init__(kernel_metadata)",
+    "OptimizedLSTMCell.__init__(recurrent_kernel_metadata)",
+    "RMSNorm.__init__(scale_metadata)",
+    "SimpleCell.__init__(bias_metadata)", "SimpleCell.__init__(kernel_metadata)",
+    "SimpleCell.__init__(recurrent_kernel_metadata)",
+)  # fmt: skip
+_RNG_METHODS = (
+    "ball", "bernoulli", "beta", "binomial", "bits", "broadcast", "categorical", "cauchy",
+    "chisquare", "choice", "delta_orthogonal", "dirichlet", "double_sided_maxwell",
+    "exponential", "f", "gamma", "generalized_normal", "geometric", "glorot_normal",
+    "glorot_uniform", "gumbel", "he_normal", "he_uniform", "kaiming_normal", "kaiming_uniform",
+    "laplace", "lecun_normal", "lecun_uniform", "loggamma", "logistic", "lognormal", "maxwell",
+    "multinomial", "multivariate_normal", "normal", "orthogonal", "pareto", "permutation",
+    "poisson", "rademacher", "randint", "rayleigh", "split", "t", "triangular",
+    "truncated_normal", "uniform", "variance_scaling", "wald", "weibull_min", "xavier_normal",
+    "xavier_uniform",
+)  # fmt: skip
+
+_SERVED = (
+    "BatchNorm.set_view", "Dropout.set_view", "MultiHeadAttention.set_view", "Dict.clear",
+    "Dict.pop", "Dict.popitem", "Dict.setdefault", "Dict.update", "DiffState.map_prefix",
+    "PathContains.__init__(exact)", "StateAxes.get", "StateAxes.keys", "StateAxes.values",
+    "GRUCell.__init__(keep_rngs)", "LSTMCell.__init__(keep_rngs)",
+    "OptimizedLSTMCell.__init__(keep_rngs)", "SimpleCell.__init__(keep_rngs)",
+    "Optimizer.update(model)", "Variable.copy(value)", "Variable.del_metadata",
+    "Variable.get_metadata(default)", "Variable.get_metadata(exclude_required)",
+    "Variable.get_metadata(name)", "Variable.get_raw_value", "Variable.get_value",
+    "Variable.has_metadata", "Variable.hijax", "Variable.raw_value", "Variable.ref",
+    "Variable.set_metadata", "Variable.set_raw_value", "Variable.set_value", "Variable.shape",
+    "Variable.sharding_names", "Variable.type", "Variable.var_type",
+)  # fmt: skip
+_PROMOTES = (
+    "BatchNorm.__init__(promote_dtype)", "GRUCell.__init__(promote_dtype)",
+    "GroupNorm.__init__(promote_dtype)", "LSTMCell.__init__(promote_dtype)",
+    "LayerNorm.__init__(promote_dtype)", "LoRA.__init__(promote_dtype)",
+    "LoRALinear.__init__(lora_promote_dtype)", "MultiHeadAttention.__init__(ln_promote_dtype)",
+    "MultiHeadAttention.__init__(out_promote_dtype)",
+    "MultiHeadAttention.__init__(qkv_promote_dtype)",
+    "OptimizedLSTMCell.__init__(promote_dtype)", "RMSNorm.__init__(promote_dtype)",
+    "SimpleCell.__init__(promote_dtype)",
+)  # fmt: skip
+_ELEMENT_TYPES = (
+    "Conv.__init__(preferred_element_type)", "ConvTranspose.__init__(preferred_element_type)",
+    "Einsum.__init__(preferred_element_type)", "Linear.__init__(preferred_element_type)",
+    "LinearGeneral.__init__(preferred_element_type)",
+)  # fmt: skip
+_OUT_SHARDINGS = (
+    "Conv.__call__(out_sharding)", "Einsum.__call__(out_sharding)",
+    "Embed.__call__(out_sharding)", "Embed.attend(out_sharding)",
+    "Linear.__call__(out_sharding)", "LinearGeneral.__call__(out_sharding)",
+    "LoRALinear.__call__(out_sharding)", "MultiHeadAttention.__call__(out_sharding)",
+    "MultiHeadAttention.__call__(qkv_sharding)",
+)  # fmt: skip
+_CARRY_INITS = (
+    "GRUCell.initialize_carry(carry_init)", "LSTMCell.initialize_carry(carry_init)",
+    "OptimizedLSTMCell.initialize_carry(carry_init)", "RNNCellBase.initialize_carry(carry_init)",
+    "SimpleCell.initialize_carry(carry_init)",
+)  # fmt: skip
+_INTERNALS = (
+    "GraphDef.with_matching_outer_index", "graph.ArrayRefDef.with_matching_outer_index",
+    "graph.NodeDef.with_matching_outer_index", "graph.VariableDef.with_matching_outer_index",
+    "graph.GraphContext.__init__(graph_mode_stack)",
+    "graph.GraphContext.__init__(graph_updates_stack)",
+    "graph.PytreeNodeImpl.__init__(pop_key)", "graph.PytreeNodeImpl.__init__(set_key)",
+    "graph.VariableDef.__init__(array_refdef)",
+    "variablelib.VariableContext.__init__(eager_shard_stack)",
+    "variablelib.VariableContext.__init__(variable_hijax_stack)",
+    "variablelib.VariableContext.__init__(variable_ref_stack)",
+)  # fmt: skip
+_PRIVATES = (
+    "Variable.copy(_copy_ref)", "Variable.replace(_copy_ref)", "Variable.to_state(_copy_ref)",
+)  # fmt: skip
+_STATE_ALIASES = tuple(
+    f"variablelib.VariableState.{m}"
+    for m in ("__call__", "copy_from", "create_value", "from_metadata", "to_state",
+              "update_from_state", "value")
+)  # fmt: skip
+_HOOK_ARGUMENTS = tuple(
+    f"VariableMetadata.__init__(on_{h})"
+    for h in ("add_axis", "create_value", "get_value", "remove_axis", "set_value")
+)
+
+#: Every member (method, property, constructor or method parameter) that flax 0.12.8 added to a
+#: public class of ``flax.nnx`` flax 0.10.7 or 0.11.2 already has (``tools/api``'s snapshots;
+#: an inherited member is listed once, under the class that defines it): ``"Class.member"``, or
+#: ``"Class.method(parameter)"`` -> ``"served"`` (through ``nnx_compat.nnx`` it works with flax
+#: 0.12.8's behaviour on both: ``nnx_compat._backports.members``, the Variable, Rngs and
+#: Optimizer shims, or natively) or the reason it is not.
+MEMBERS: Final[Mapping[str, str]] = {
+    **dict.fromkeys(_LAYER_METADATA, "served"),
+    **dict.fromkeys((f"Rngs.{m}" for m in _RNG_METHODS), "served"),
+    **dict.fromkeys((f"RngStream.{m}" for m in _RNG_METHODS), "served"),
+    **dict.fromkeys(_SERVED, "served"),
+    **dict.fromkeys(_PROMOTES, _PROMOTE),
+    **dict.fromkeys(_ELEMENT_TYPES, _ELEMENT_TYPE),
+    **dict.fromkeys(_OUT_SHARDINGS, _OUT_SHARDING),
+    **dict.fromkeys(_CARRY_INITS, _CARRY_INIT),
+    **dict.fromkeys(_INTERNALS, _INTERNAL),
+    **dict.fromkeys(_PRIVATES, _PRIVATE),
+    **dict.fromkeys(_STATE_ALIASES, _STATE_ALIAS),
+    **dict.fromkeys(_HOOK_ARGUMENTS, _HOOKS),
+    "GraphDef.apply(graph)": _GRAPH_MODE,
+    "Module.set_attributes(graph)": _GRAPH_MODE,
+    "Optimizer.__init__(graph)": _GRAPH_MODE + " (nnx.Optimizer takes graph=None/True, and "
+    "graph=False raises naming the release that has it)",
+    "MultiHeadAttention.__call__(is_causal)": (
+        "flax 0.12's __call__ builds the causal mask itself; the old __call__ has no such "
+        "argument: pass mask=nnx.make_causal_mask(x) (the same mask for self-attention)"
+    ),
+    "MultiHeadAttention.__init__(num_kv_heads)": (
+        "grouped-query attention (fewer key/value heads than query heads) changes the key and "
+        "value projections and the attention computation: it needs the layer rewritten"
+    ),
+    "Variable.__init__(hijax)": (
+        "hijax Variables are jax's hijax types, which flax 0.12 builds on; a Variable of the "
+        "old flax is never hijax (hijax=False is what it is, and is kept as metadata)"
+    ),
+    "Variable.__init__(ref)": (
+        "array-reference Variables (jax.new_ref) are flax 0.12's; flax 0.11's use_ref= and "
+        "flax 0.10's mutable= are experimental forerunners with their own semantics"
+    ),
+    "Variable.__init__(eager_sharding)": (
+        "sharding a Variable when it is created is flax 0.12's (nnx.use_eager_sharding(True) "
+        "raises on the old flax too); the old flax shards later (nnx.get_partition_spec, "
+        "jax.lax.with_sharding_constraint), which is what eager_sharding=False asks for"
+    ),
+    "Variable.to_state(value)": (
+        "to_state is flax 0.12's deprecated alias of copy (on flax 0.10.7 it builds flax "
+        "0.10's VariableState, whose meaning stands): use variable.copy(value), served"
+    ),
 }
 
 
@@ -190,7 +364,9 @@ def is_data(value: Any, /) -> bool:
     import numpy as np
 
     nnx = _versions.import_nnx()
-    registry = getattr(getattr(nnx, "pytreelib", None), "DATA_REGISTRY", ())
+    from nnx_compat._backports.module import data_registry  # nnx.register_data_type's
+
+    registry = data_registry()
     return bool(
         isinstance(value, jax.Array | np.ndarray)  # flax 0.10.0's is_node_leaf: Variables only
         or nnx.graph.is_node_leaf(value)
@@ -404,10 +580,48 @@ def restore() -> None:
 
 _B = "nnx_compat._backports."
 #: The backports of each family of ``nnx_compat._backports``: name -> ``module:attribute``.
-_LAYERS: Final[Mapping[str, str]] = {}
-_GRAPH: Final[Mapping[str, str]] = {}
-_TRANSFORMS: Final[Mapping[str, str]] = {}
-_MODULE: Final[Mapping[str, str]] = {}
+_LAYERS: Final[Mapping[str, str]] = {
+    name: f"{_B}layers:{name}"
+    for name in ("EMA", "InstanceNorm", "PReLU", "SpectralNorm", "WeightNorm", "identity")
+}
+_GRAPH: Final[Mapping[str, str]] = {
+    name: f"{_B}graph:{name}"
+    for name in (
+        "find_duplicates", "recursive_map", "set_metadata", "flatten", "unflatten",
+        "restore_int_paths", "map", "vars_as", "with_vars", "unpack", "as_pure", "graphlib",
+    )
+}  # fmt: skip
+_TRANSFORMS: Final[Mapping[str, str]] = {
+    "abstract_with_sharding": _B + "transforms:abstract_with_sharding",
+    "as_abstract": _B + "transforms:as_abstract",
+    "capture": _B + "transforms:capture",
+    "get_abstract_model": _B + "transforms:get_abstract_model",
+    "jit_partial": _B + "transforms:jit_partial",
+    "jvp": _B + "transforms:jvp",
+    "logical_axis_rules": _B + "transforms:logical_axis_rules",
+    "make_jaxpr": _B + "transforms:make_jaxpr",
+    "transform_metadata": _B + "transforms:transform_metadata",
+    "vjp": _B + "transforms:vjp",
+    "with_rngs": _B + "transforms:with_rngs",
+}
+_MODULE: Final[Mapping[str, str]] = {
+    "Data": _B + "module:Data",
+    "Static": _B + "module:Static",
+    "check_pytree": _B + "module:check_pytree",
+    "compat": _B + "module:compat",
+    "dataclass": _B + "module:dataclass",
+    "deprecations": _B + "module:deprecations",
+    "iter_module_children": _B + "module:iter_module_children",
+    "pytreelib": _B + "module:pytreelib",
+    "register_data_type": _B + "module:register_data_type",
+    "set_graph_mode": _B + "module:set_graph_mode",
+    "set_graph_updates": _B + "module:set_graph_updates",
+    "static": _B + "module:static",
+    "var_defaults": _B + "module:var_defaults",
+    "view": _B + "module:view",
+    "view_info": _B + "module:view_info",
+    "with_attributes": _B + "module:with_attributes",
+}
 
 #: Names served where the installed flax lacks them, with flax 0.12's behaviour: name ->
 #: ``module:attribute`` of the backport (loaded when ``nnx_compat.nnx`` is built).

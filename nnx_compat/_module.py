@@ -142,6 +142,8 @@ class Module(_NativeModule, metaclass=_ModuleMeta):  # type: ignore[misc,valid-t
         def __setattr__(self, name: str, value: Any) -> None:
             if isinstance(value, dataclasses.Field):  # nnx.data(...) / nnx.static(...)
                 pass
+            elif type(value) in _CONTAINERS and type(self)._pytree__nodes.get(name):
+                pass  # data by the class's declaration (x: nnx.Data[list], x: list = nnx.data())
             elif type(value) in _CONTAINERS:
                 if _holds_data(value):
                     _report(self, name, value)

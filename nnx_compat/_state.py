@@ -195,6 +195,10 @@ def merge(graphdef: Any, /, *states: Any, copy: bool | None = None, **kwargs: An
     Raises:
         TypeError: ``copy=False`` on flax 0.10.
     """
+    # flax 0.12.7's nnx.merge(graph_state, ...) of the nnx.unpack backport: its GraphDef, States
+    from nnx_compat._backports.graph import merge_arguments
+
+    graphdef, states = merge_arguments(graphdef, states)
     if not _MERGE_COPY_ARG:
         if copy is False:
             _require_sharing("merge")

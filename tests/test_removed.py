@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import nnx_compat
-from nnx_compat import _patterns, _removed, _variables, _versions, nnx
+from nnx_compat import _added, _patterns, _removed, _variables, _versions, nnx
 from tests.markers import line_of
 from tests.strategies import assert_same_bits
 
@@ -35,6 +35,11 @@ def test_each_removed_name(name: str) -> None:
             assert served is _patterns.load_shim(name)
         else:
             assert served is getattr(upstream, name)
+        assert nnx_compat.report() == ()
+    elif name in _added.BACKPORTS:  # flax 0.12 has the name again: its meaning, backported
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert getattr(nnx, name) is _added.backport(name)
         assert nnx_compat.report() == ()
     elif removed.backport:
         with nnx_compat.warnings_policy("ignore"):

@@ -238,6 +238,8 @@ PATCH_AND_RESTORE = textwrap.dedent(
     before = dict(vars(nnx.Variable))
     from nnx_compat import nnx as compat  # the namespace applies the patch
     from nnx_compat import _variables
+    from nnx_compat._backports import members
+    members.restore()  # flax 0.12's members, added where flax lacks them (test_members.py)
     after = dict(vars(nnx.Variable))
     changed = sorted(k for k in set(before) | set(after) if before.get(k) is not after.get(k))
     _variables.restore()
