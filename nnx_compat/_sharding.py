@@ -126,7 +126,9 @@ def _failed_applying_rules(
     import jax
     from flax.core import meta
 
-    if "mesh" in kwargs or "mesh" in carried or meta.get_global_mesh() is not None:
+    # flax's Linen bridge passes mesh=None where the Linen annotation had none
+    mesh = kwargs.get("mesh", carried.get("mesh"))
+    if mesh is not None or meta.get_global_mesh() is not None:
         return False
     annotation = kwargs.get(_NATIVE_KEY, carried.get(_NATIVE_KEY))
     if annotation is None or isinstance(annotation, jax.sharding.NamedSharding):

@@ -55,11 +55,13 @@ def test_reproduce_rules_applied_without_mesh(upstream_variable: None) -> None:
         assert param.get_metadata()["sharding_rules"] == rules
 
 
-def test_rules_that_fail_without_a_mesh_are_kept_as_metadata() -> None:
+@pytest.mark.parametrize("mesh", [{}, {"mesh": None}], ids=["no-mesh", "mesh-None"])
+def test_rules_that_fail_without_a_mesh_are_kept_as_metadata(mesh: dict[str, Any]) -> None:
+    # mesh=None: what flax's Linen bridge (bridge.ToNNX) passes for a Linen annotation
     rules = ("out-alias", "out")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        param = nnx.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules)
+        param = nnx.Param(jnp.ones(2), **{KEY: ("out-alias",)}, sharding_rules=rules, **mesh)
     assert param.get_metadata()["sharding_rules"] == rules
     assert np.asarray(param[...]).tolist() == [1.0, 1.0]
     hits = [str(w.message) for w in caught if "sharding-without-mesh" in str(w.message)]
