@@ -135,12 +135,21 @@ _NEW_KINDS: Final = {
 }
 
 
+def raw_value(variable: Any) -> Any:
+    """A Variable's (or flax 0.10 ``VariableState``'s) value as it holds it, without the
+    deprecation flax 0.12 gives ``.raw_value``."""
+    get = getattr(variable, "get_raw_value", None)
+    return get() if get is not None else variable.raw_value
+
+
 def _copy_variable(variable: Any, updates: Mapping[str, Any] | None = None) -> Any:
     """flax 0.12's ``variable.copy(**updates)``: a new Variable of the current trace with the
     same metadata (plus ``updates``) and value (a new array reference where it held one);
-    ``hijax=True`` and ``ref=True`` need flax 0.12."""
+    ``hijax=True`` and ``ref=True`` need flax 0.12 (whose Variables copy themselves)."""
     updates = dict(updates or {})
-    value = variable.raw_value
+    if {"hijax", "ref"} <= variable.get_metadata().keys():  # flax 0.12.0-0.12.7: its own copy
+        return variable.copy(**updates)
+    value = raw_value(variable)
     ref = _is_ref(value) and updates.get("ref", True)  # a copy of a reference: a new one
     for name, kind in _NEW_KINDS.items():
         if updates.pop(name, False):
@@ -363,11 +372,11 @@ def _variable_attribute(variable: Any, name: str) -> Any:
     if name == "hijax":
         return False
     if name == "ref":
-        return _is_ref(variable.raw_value)
+        return _is_ref(raw_value(variable))
     metadata = variable.get_metadata()
     if name in metadata:
         return metadata[name]
-    return getattr(variable.raw_value, name)
+    return getattr(raw_value(variable), name)
 
 
 def with_vars(
@@ -478,7 +487,7 @@ def as_pure(tree: A) -> A:
 
     def pure(x: Any) -> Any:
         if isinstance(x, leaf_types):
-            return as_pure(x.raw_value)
+            return as_pure(raw_value(x))
         if _is_ref(x):
             return x[...]
         return x

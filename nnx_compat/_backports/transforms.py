@@ -28,6 +28,7 @@ import jax
 from flax.core import spmd as _core_spmd
 
 from nnx_compat import _versions
+from nnx_compat._backports.graph import raw_value as _raw
 
 __all__ = [
     "abstract_with_sharding",
@@ -187,12 +188,6 @@ def _check_no_aliases(
                 "outputs). Consider the following options:\n\n1. Remove the duplicate "
                 "Variables.\n2. Create new Variables via nnx.clone() and use those instead."
             )
-
-
-def _raw(variable: Any) -> Any:
-    """A Variable's (or flax 0.10 ``VariableState``'s) value as it holds it."""
-    get = getattr(variable, "get_raw_value", None)  # flax 0.12 deprecates .raw_value
-    return get() if get is not None else variable.raw_value
 
 
 def _set_raw(variable: Any, value: Any) -> None:
