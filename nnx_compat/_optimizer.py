@@ -283,14 +283,32 @@ class Optimizer(_Native, metaclass=_classes.meta_of(_Native)):  # type: ignore[m
                 f"{_versions.installed_version('flax')} is installed)"
             )
         try:
-            if _UPDATE_TAKES_MODEL:
-                return _Native.update(self, model, grads, **kwargs)
-            return _Native.update(self, grads, **kwargs)
+            return self._nnx_compat_native_update(model, grads, kwargs)
         except (ValueError, TypeError, KeyError) as err:
             mismatch = self._nnx_compat_grads_mismatch(model, grads)
-            if mismatch:
+            if not mismatch:
+                raise
+            selected = self._nnx_compat_selected_grads(model, grads)
+            if selected is None:
                 raise ValueError(mismatch) from err
-            raise
+        # flax 0.12.1+ takes the grads of the variables wrt selects and ignores the rest; an
+        # older flax fails on the others (optax's tree mismatch), before it changes anything
+        return self._nnx_compat_native_update(model, selected, kwargs)
+
+    def _nnx_compat_native_update(self, model: Any, grads: Any, kwargs: dict[str, Any]) -> Any:
+        if _UPDATE_TAKES_MODEL:
+            return _Native.update(self, model, grads, **kwargs)
+        return _Native.update(self, grads, **kwargs)
+
+    def _nnx_compat_selected_grads(self, model: Any, grads: Any) -> Any:
+        """``grads`` restricted to the variables ``wrt`` selects, as flax 0.12.1's update takes
+        them; None where some of those variables have no grads (nothing to restrict)."""
+        wrt = vars(self)["wrt"]
+        if not isinstance(grads, _nnx.State):
+            return None
+        selected = _nnx.filter_state(grads, wrt)
+        wanted = set(_paths.flatten(_nnx.state(model, wrt)))
+        return selected if set(_paths.flatten(selected)) == wanted else None
 
     @staticmethod
     def _nnx_compat_parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:

@@ -28,6 +28,7 @@ from tests.strategies import (
     NATIVE_UPDATE_TAKES_MODEL,
     TRANSFORMS,
     WRT,
+    LoRAParam,
     ModelSpec,
     assert_bitwise_equal,
     flat_arrays,
@@ -544,6 +545,50 @@ def test_grads_that_do_not_match_wrt() -> None:
     del grads["linear0"]["bias"]
     with pytest.raises(ValueError, match=r"missing from grads: linear0/bias"):
         optimizer.update(model, grads)
+
+
+#: flax 0.12.1's update takes the grads of the variables wrt selects and ignores the others
+UPDATE_SELECTS_GRADS = _versions.installed_at_least("0.12.1")
+
+
+def test_reproduce_grads_of_more_variables_than_wrt_selects() -> None:
+    # flax 0.12.8's optimization cookbook: a LoRA optimizer updated with the grads of every Param
+    model = MLP.build(SPEC)
+    (_, _), grads = _grads(model, upstream.Param, *_batch(SPEC))
+    if UPDATE_SELECTS_GRADS:
+        upstream.Optimizer(model, optax.adam(1e-3), wrt=LoRAParam).update(model, grads)
+    elif API == "0.11":  # optax's tree of the LoRA params against the grads of every Param
+        optimizer = upstream.Optimizer(model, optax.adam(1e-3), wrt=LoRAParam)
+        with pytest.raises(ValueError, match="Mismatch custom node data"):
+            optimizer.update(model, grads)
+    else:  # flax 0.10: the optimizer holds the model
+        optimizer = upstream.Optimizer(model, optax.adam(1e-3), wrt=LoRAParam)
+        with pytest.raises(ValueError, match="ismatch"):
+            optimizer.update(grads)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_grads_of_more_variables_than_wrt_selects_update_those_it_selects(jit: bool) -> None:
+    shimmed, reference = MLP.build(SPEC), MLP.build(SPEC)
+    x, y = _batch(SPEC)
+    results = []
+    for model, select in ((shimmed, False), (reference, True)):
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=LoRAParam)
+
+        def step(model: Any, optimizer: Any, select: bool = select) -> None:
+            (_, _), grads = _grads(model, upstream.Param, x, y)
+            optimizer.update(model, upstream.filter_state(grads, LoRAParam) if select else grads)
+
+        for _ in range(2):
+            (nnx.jit(step) if jit else step)(model, optimizer)
+        results.append((flat_arrays(upstream.state(model)), _opt_arrays(optimizer)))
+    assert_bitwise_equal(results[0][0], results[1][0])
+    assert_bitwise_equal(results[0][1], results[1][1])
+    lora = [k for k in results[0][0] if "lora" in k]
+    assert lora and any(
+        not np.array_equal(results[0][0][k], flat_arrays(upstream.state(MLP.build(SPEC)))[k])
+        for k in lora
+    )
 
 
 def test_wrt_keyword_with_the_legacy_update_and_model() -> None:
