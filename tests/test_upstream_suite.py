@@ -270,3 +270,31 @@ def test_legacy_regenerate_needs_the_source_release_installed(
     monkeypatch.setattr(upstream_suite, "flax_version", lambda: "0.12.8")
     with pytest.raises(SystemExit, match=r"made with flax 0\.10\.7 installed, not 0\.12\.8"):
         upstream_suite.main(["--work", str(tmp_path), "--source-release", "0.10.7", "--regenerate"])
+
+
+def test_the_native_rerun_runs_each_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file that cannot be collected must not keep another file's listed tests from running
+    root = tmp_path / "native"
+    (root / "tests/nnx").mkdir(parents=True)
+    (root / "tests/nnx/broken_test.py").write_text("import no_such_module_here\n")
+    (root / "tests/nnx/a_test.py").write_text(
+        "class TestA:\n"
+        "    def test_fails(self):\n        assert False\n"
+        "    def test_passes(self):\n        pass\n"
+    )
+    monkeypatch.setattr(upstream_suite, "prepare", lambda *args, **kwargs: root)
+    tests = [
+        "tests.nnx.broken_test.TestB::test_x",
+        "tests.nnx.a_test.TestA::test_fails",
+        "tests.nnx.a_test.TestA::test_passes",
+    ]
+    results = upstream_suite.run_natively("0.10.7", "0.12.8", tmp_path, tests)
+    assert results["tests.nnx.a_test.TestA::test_fails"] == "failed"
+    assert results["tests.nnx.a_test.TestA::test_passes"] == "passed"
+    assert "tests.nnx.broken_test.TestB::test_x" not in results
+    assert upstream_suite.check_fails_natively(tests, results) == [
+        "tests.nnx.a_test.TestA::test_passes is listed as failing natively, but passes on the "
+        "installed flax alone"
+    ]

@@ -658,13 +658,22 @@ def run_natively(source: str, release: str, work: Path, tests: list[str]) -> dic
     """The outcomes of ``tests`` (ids) of ``source``'s tests run on the installed flax without
     nnx_compat, flax's deprecation warnings not errors (:data:`NATIVE_RERUN_FILTERS`)."""
     root = prepare(source, "native", work, root=work / f"{source}-on-{release}" / "native")
-    junit = root / "junit.xml"
     filters = [arg for f in NATIVE_RERUN_FILTERS for arg in ("-W", f)]
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *filters]
-    command += [f"--junitxml={junit}", *(node_id(t) for t in tests)]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-    results = outcomes(junit) if junit.exists() else {}
+    results: dict[str, str] = {}
+    # one run per file: pytest stops the whole run where a node id's file cannot be collected
+    # (such a file's tests fail natively: they stay absent from the results)
+    by_file: dict[str, list[str]] = {}
+    for test in tests:
+        by_file.setdefault(test_file(test), []).append(test)
+    for number, (_, group) in enumerate(sorted(by_file.items())):
+        junit = root / f"junit-{number}.xml"
+        junit.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *filters]
+        command += [f"--junitxml={junit}", *(node_id(t) for t in group)]
+        subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        if junit.exists():
+            results.update(outcomes(junit))
     print(
         f"[native] flax {source}'s fails-natively tests on flax {release} without nnx_compat: "
         f"{sum(v != 'passed' for v in results.values())} of {len(tests)} fail"
