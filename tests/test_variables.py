@@ -324,7 +324,8 @@ def _surgery() -> tuple[jax.Array, jax.Array]:
 
 @pytest.mark.skipif(not SURGERY_FAILS, reason="flax 0.10 and 0.12 accept it")
 def test_reproduce_setting_a_variable_as_value(upstream_variable: None) -> None:
-    with pytest.raises(ValueError, match="Cannot set value to a Variable"), warnings.catch_warnings():
+    rejected = pytest.raises(ValueError, match="Cannot set value to a Variable")
+    with rejected, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # flax 0.12.1+ deprecates the setter
         _surgery()
 
