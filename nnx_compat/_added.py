@@ -639,6 +639,27 @@ BACKPORTS: Final[Mapping[str, str]] = {
 }
 
 
+#: Names the installed flax may have in fewer forms than flax 0.12.8: name -> (the probe of
+#: the form, ``module:attribute`` of what serves the name where the probe fails, calling flax's
+#: own for the forms it has, whose meaning stands).
+EXTENDED: Final[Mapping[str, tuple[str, str]]] = {
+    # flax 0.10's static is a dataclass field (keywords only); flax 0.12's takes a value
+    "static": ("STATIC_TAKES_VALUE", _B + "module:static_or_field"),
+}
+
+
+def extended(name: str) -> Any:
+    """What serves ``name`` where the installed flax has it in fewer forms (:data:`EXTENDED`),
+    or None where flax's own has every form."""
+    import importlib
+
+    probe, target = EXTENDED[name]
+    if _versions.feature(probe) or name not in vars(_versions.import_nnx()):
+        return None
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 def backport(name: str) -> Any:
     """The backport of ``name`` (:data:`BACKPORTS`)."""
     import importlib

@@ -13,14 +13,16 @@ installed flax has one, the namespace serves flax's own; otherwise a backport:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import importlib
 import threading
 from collections.abc import Iterable, Iterator, MutableMapping, MutableSequence
 from typing import Any, Final, TypeVar, overload
 
 from nnx_compat import _versions
 
-__all__ = ["Dict", "List", "data", "is_explicit_data"]
+__all__ = ["Dict", "List", "data", "mark", "take_marks"]
 
 _nnx: Any = _versions.import_nnx()
 _NativeModule: Final[type] = _nnx.Module
@@ -155,19 +157,40 @@ class _Dict(_NativeModule, MutableMapping[str, A]):  # type: ignore[misc]
         return self is other
 
 
-class _Explicit(threading.local):
-    value: Any = None
+class _Marks(threading.local):
+    def __init__(self) -> None:
+        self.pending: collections.deque[tuple[Any, bool]] = collections.deque(maxlen=16)
 
 
-_explicit = _Explicit()
+_marks = _Marks()
+
+
+def mark(value: A, is_data: bool) -> A:
+    """Records that ``value`` came from ``nnx.data(value)`` (``is_data``) or
+    ``nnx.static(value)`` on a flax whose own calls return no wrapper, for the next assignment
+    to a backported ``nnx.Pytree``'s attribute (:func:`take_marks`); returns ``value``."""
+    _marks.pending.append((value, is_data))
+    return value
+
+
+def take_marks() -> list[tuple[Any, bool]]:
+    """The marks recorded since the last call, oldest first (see :func:`mark`).
+
+    ``self.x = nnx.data(v)`` evaluates ``data`` right before the assignment, so the newest
+    mark is the assigned value's when it came from there; older ones are marks inside it
+    (``[nnx.data(1)]``) or left by code that assigned them elsewhere.
+    """
+    marks = list(_marks.pending)
+    _marks.pending.clear()
+    return marks
 
 
 def _data(value: Any = dataclasses.MISSING, /, **kwargs: Any) -> Any:
     """Marks an attribute as pytree data (flax 0.11's ``nnx.data``, backported to 0.10).
 
     flax 0.10 Modules are not pytrees and put every attribute in the graph, so the value is
-    returned as it is (the keyword form returns a ``dataclasses.field``). The namespace's
-    ``Module`` sees that the value it is assigned came from here, and does not warn about it.
+    returned as it is (recorded for a backported ``nnx.Pytree``, see :func:`mark`); the keyword
+    form returns a ``dataclasses.field`` marked as data, as flax 0.12's does.
     """
     if value is not dataclasses.MISSING:
         if kwargs:
@@ -175,23 +198,45 @@ def _data(value: Any = dataclasses.MISSING, /, **kwargs: Any) -> Any:
                 "nnx.data() takes either one positional value or dataclass field keywords, "
                 "not both."
             )
-        _explicit.value = value
-        return value
-    return dataclasses.field(**kwargs)
+        return mark(value, True)
+    return _data_field(**kwargs)
 
 
-def is_explicit_data(value: Any) -> bool:
-    """Whether ``value`` is what the last backported ``nnx.data(value)`` call returned (0.10).
+def _data_field(**kwargs: Any) -> Any:
+    """flax 0.12's ``nnx.data(**field_keywords)``: a dataclass field whose metadata says data.
 
-    ``self.x = nnx.data([...])`` evaluates ``data`` right before the assignment; the mark is
-    consumed by that assignment. flax 0.11+'s own ``nnx.data`` returns a wrapper instead.
+    Raises:
+        ValueError: a ``static`` key in ``metadata``.
     """
-    if _explicit.value is not value:
-        return False
-    _explicit.value = None
-    return True
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    if "static" in metadata:
+        raise ValueError("Cannot use 'static' key in metadata argument for nnx.data.")
+    missing = importlib.import_module("flax.typing").MISSING
+    return dataclasses.field(**kwargs, metadata={"nnx_value": missing, **metadata, "static": False})
 
 
 List: Any = _nnx.List if _versions.feature("HAS_LIST") else _List  # flax 0.12.0
 Dict: Any = _nnx.Dict if _versions.feature("HAS_DICT") else _Dict  # 0.10 and 0.12, not 0.11
-data: Any = _nnx.data if _versions.feature("HAS_DATA") else _data  # flax 0.11.0
+
+
+# flax's own, taken before install() can replace the attribute with what this module serves
+_native_data: Any = getattr(_nnx, "data", None)
+
+
+def _data_keywords(value: Any = dataclasses.MISSING, /, **kwargs: Any) -> Any:
+    """flax 0.11's ``nnx.data(value)``, and flax 0.12.1's keyword form, which it lacks."""
+    if value is not dataclasses.MISSING:
+        if kwargs:
+            raise TypeError(
+                "nnx.data() accepts either a single positional argument or keyword arguments, "
+                "but not both."
+            )
+        return _native_data(value)
+    return _data_field(**kwargs)
+
+
+data: Any = (  # flax 0.11.0; its keyword form 0.12.1
+    (_nnx.data if _versions.feature("DATA_FIELD") else _data_keywords)
+    if _versions.feature("HAS_DATA")
+    else _data
+)

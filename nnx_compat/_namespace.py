@@ -73,6 +73,9 @@ def populate(namespace: MutableMapping[str, Any]) -> None:
     for name in _added.BACKPORTS:
         if name not in vars(upstream):
             namespace[name] = _added.backport(name)
+    for name in _added.EXTENDED:
+        if (served := _added.extended(name)) is not None:
+            namespace[name] = served
     for name in _added.ALIASES:
         if name not in vars(upstream):
             namespace[name] = _added.alias(name)

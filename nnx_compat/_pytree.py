@@ -2,7 +2,8 @@
 
 * flax 0.10: every NNX object (Module, Rngs, Optimizer, ...) derives from ``nnx.Object``; none
   is a jax pytree, so ``jax.tree.*`` treats them as leaves. There is no ``nnx.Pytree``: the
-  namespace serves ``nnx.Object`` under that name.
+  namespace serves flax 0.12's (``nnx_compat._backports.pytree``), of which every NNX object is
+  an instance, and whose subclasses are jax pytrees.
 * flax 0.11: Modules are pytrees; ``nnx.Pytree`` (0.11.1) is the base and ``Object`` an alias.
 * flax 0.12.0: ``nnx.Object`` is a separate, non-pytree subclass of ``Pytree``, so
   ``isinstance(module, nnx.Object)`` is False. The namespace's ``nnx.Object`` keeps meaning
@@ -39,8 +40,19 @@ def is_nnx_object(x: Any, /) -> bool:
     return isinstance(x, _BASE)
 
 
-#: ``nnx.Pytree`` on every flax (flax 0.10 has none: its base class is ``nnx.Object``).
-Pytree: Any = _BASE
+if _versions.feature("HAS_PYTREE"):
+    #: ``nnx.Pytree`` on every flax.
+    Pytree: Any = _BASE
+    _BACKPORT: Any = None
+else:  # flax 0.10 has none: flax 0.12's, as a subclass of 0.10's Object (see _backports.pytree)
+    from nnx_compat._backports.pytree import Pytree
+
+    _BACKPORT = Pytree
+
+
+def is_backported_pytree(x: Any, /) -> bool:
+    """Whether ``x`` is an instance of a subclass of flax 0.10's backported ``nnx.Pytree``."""
+    return _BACKPORT is not None and _BACKPORT in type(x).__mro__
 
 
 def _derives(subclass: Any, base: type) -> bool:

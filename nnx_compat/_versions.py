@@ -332,6 +332,31 @@ def has_data(nnx: Any) -> bool:
     return hasattr(nnx, "data")
 
 
+@_probe(since="0.12.1")
+def data_field(nnx: Any) -> bool:
+    """``nnx.data(**field_keywords)``, a dataclass field marked as data (flax 0.12.1)."""
+    if not hasattr(nnx, "data"):
+        return False
+    value = inspect.signature(nnx.data).parameters.get("value")
+    return value is not None and value.default is not inspect.Parameter.empty
+
+
+@_probe(since="0.12.0")
+def static_takes_value(nnx: Any) -> bool:
+    """``nnx.static(value)`` marks an attribute static (flax 0.12.0; flax 0.10's ``static``
+    is a dataclass field and takes keywords only)."""
+    if not hasattr(nnx, "static"):
+        return False
+    return "value" in inspect.signature(nnx.static).parameters
+
+
+@_probe(since="0.12.6")
+def sow_captures(nnx: Any) -> bool:
+    """``Module.sow``/``perturb`` store into ``__captures__`` when ``nnx.capture`` sets it
+    (flax 0.12.6)."""
+    return hasattr(nnx, "capture")
+
+
 @_probe(since="0.12.5")
 def late_containers_static(nnx: Any) -> bool:
     """A plain container attribute assigned empty and filled afterwards stays static: its

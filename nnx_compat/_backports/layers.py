@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax.nnx.nn import dtypes, initializers
 from flax.nnx.nn import normalization as _norm
 
-from nnx_compat import _pytree, _versions
+from nnx_compat import _containers, _pytree, _versions
 from nnx_compat._added import _graph_mode_only
 
 __all__ = ["EMA", "InstanceNorm", "PReLU", "SpectralNorm", "WeightNorm", "identity"]
@@ -29,8 +29,9 @@ __all__ = ["EMA", "InstanceNorm", "PReLU", "SpectralNorm", "WeightNorm", "identi
 _nnx: Any = _versions.import_nnx()
 #: flax 0.12.1: ``get_value()``/``set_value()``, and ``.value`` deprecated.
 _GET_VALUE: Final = _versions.feature("VARIABLE_GET_VALUE")
-#: flax 0.11.0: ``nnx.data`` marks an attribute as data (required for arrays from 0.12.0).
-_data: Callable[[Any], Any] = _nnx.data if _versions.feature("HAS_DATA") else lambda value: value
+#: flax 0.11.0: ``nnx.data`` marks an attribute as data (required for arrays from 0.12.0); on
+#: flax 0.10 the backport's, for the backported ``nnx.Pytree``.
+_data: Callable[[Any], Any] = _containers.data
 
 _NO_METADATA: Final[Mapping[str, Any]] = MappingProxyType({})
 #: ``WeightNorm``'s default ``variable_filter``.

@@ -523,6 +523,69 @@ def _path_contains_members(cls: type) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- Module.sow, perturb
+
+
+def _variable_type(variable_type: Any) -> Any:
+    if isinstance(variable_type, str):
+        return _versions.import_nnx().variablelib.variable_type_from_name(
+            variable_type, allow_register=True
+        )
+    return variable_type
+
+
+def _capturing_members(module: type) -> dict[str, Any]:
+    """flax 0.12.6's ``sow``/``perturb``: inside ``nnx.capture`` (which sets ``__captures__``,
+    a tuple of Variables holding dicts, one per captured type) they store there, by name;
+    otherwise they are the installed flax's own."""
+    import jax
+
+    from nnx_compat._backports.graph import raw_value
+
+    native_sow, native_perturb = module.sow, module.perturb  # type: ignore[attr-defined]
+    defaults = {
+        name: p.default for name, p in _parameters(native_sow).items() if name.endswith("_fn")
+    }
+
+    @functools.wraps(native_sow)
+    def sow(
+        self: Any,
+        variable_type: Any,
+        name: str,
+        value: Any,
+        reduce_fn: Any = defaults["reduce_fn"],
+        init_fn: Any = defaults["init_fn"],
+    ) -> bool:
+        captures = vars(self).get("__captures__")
+        if captures is None:
+            return native_sow(self, variable_type, name, value, reduce_fn, init_fn)  # type: ignore[no-any-return]
+        variable_type = _variable_type(variable_type)
+        for variable in captures:
+            if type(variable) is variable_type:
+                stored = raw_value(variable)
+                stored[name] = reduce_fn(stored[name] if name in stored else init_fn(), value)
+                return True
+        return False
+
+    @functools.wraps(native_perturb)
+    def perturb(self: Any, name: str, value: Any, variable_type: Any = None) -> Any:
+        captures = vars(self).get("__captures__")
+        if captures is None:
+            if variable_type is None:
+                return native_perturb(self, name, value)
+            return native_perturb(self, name, value, variable_type)
+        variable_type = _variable_type(variable_type or _versions.import_nnx().Perturbation)
+        for variable in captures:
+            if type(variable) is variable_type:
+                stored = raw_value(variable)
+                if name not in stored:
+                    stored[name] = jax.tree.map(jax.numpy.zeros_like, value)
+                return stored[name] + value
+        return value
+
+    return {"sow": sow, "perturb": perturb}
+
+
 # --------------------------------------------------------------------------- patch
 
 
@@ -571,6 +634,9 @@ def patch() -> None:
     _add_missing(getattr(nnx, "Dict", None), _dict_members())  # flax 0.11 has none: the shim's
     _add_missing(nnx.StateAxes, _state_axes_members())
     _add_missing(nnx.DiffState, {"map_prefix": _map_prefix})
+    if not _versions.feature("SOW_CAPTURES"):
+        for name, member in _capturing_members(nnx.Module).items():
+            _set(nnx.Module, name, member)
     if "exact" not in _parameters(nnx.PathContains):
         for name, member in _path_contains_members(nnx.PathContains).items():
             _set(nnx.PathContains, name, member)

@@ -27,7 +27,7 @@ from typing import Annotated, Any, ClassVar, Final, TypeVar
 
 import jax
 
-from nnx_compat import _added, _pytree, _versions
+from nnx_compat import _added, _containers, _pytree, _versions
 
 __all__ = [
     "Data",
@@ -117,11 +117,19 @@ def static(value: Any = _MISSING, /, **kwargs: Any) -> Any:
             raise ValueError(
                 f"Found data in value of type '{type(value)}' annotated with nnx.static(...)."
             )
-        return value
+        return _containers.mark(value, False)  # for flax 0.10's backported Pytree
     metadata = dict(kwargs.pop("metadata", None) or {})
     if "static" in metadata:
         raise ValueError("Cannot use 'static' key in metadata argument for nnx.static.")
     return dataclasses.field(**kwargs, metadata={"nnx_value": _MISSING, **metadata, "static": True})
+
+
+def static_or_field(value: Any = _MISSING, /, **kwargs: Any) -> Any:
+    """``nnx.static`` on flax 0.10, whose own takes keywords only: flax 0.10's dataclass field
+    for keywords (its meaning stands), flax 0.12's :func:`static` for a value."""
+    if value is _MISSING:
+        return _nnx.static(**kwargs)
+    return static(value, **kwargs)
 
 
 def dataclass(
@@ -138,8 +146,21 @@ def dataclass(
     weakref_slot: bool = False,
 ) -> Any:
     """flax 0.12's ``nnx.dataclass``: ``dataclasses.dataclass`` keeping the class's own
-    ``repr`` (a Pytree's); the fields' values decide what is data, as for any attribute."""
-    return dataclasses.dataclass(
+    ``repr`` (a Pytree's); the fields' values decide what is data, as for any attribute, and
+    on flax 0.11 (which records only the data attributes) so does ``nnx.data()`` as a field."""
+    if cls is None:
+        return functools.partial(
+            dataclass,
+            init=init,
+            eq=eq,
+            order=order,
+            unsafe_hash=unsafe_hash,
+            match_args=match_args,
+            kw_only=kw_only,
+            slots=slots,
+            weakref_slot=weakref_slot,
+        )
+    made = dataclasses.dataclass(
         cls,
         init=init,
         repr=False,
@@ -151,6 +172,11 @@ def dataclass(
         slots=slots,
         weakref_slot=weakref_slot,
     )
+    nodes = getattr(made, "_pytree__nodes", None)
+    if isinstance(nodes, frozenset):  # flax 0.11: the names of the data attributes
+        marked = {f.name for f in dataclasses.fields(made) if f.metadata.get("static") is False}
+        made._pytree__nodes = nodes | marked
+    return made
 
 
 def _is_jax_pytree(node: Any) -> bool:
@@ -187,6 +213,9 @@ def check_pytree(pytree: Any) -> None:
     # the instance's record, else its class's (not getattr: Rngs answers any name with a stream)
     nodes = vars(pytree).get("_pytree__nodes", getattr(type(pytree), "_pytree__nodes", None))
     if nodes is None:  # flax 0.10
+        return
+    if _pytree.is_backported_pytree(pytree):  # flax 0.10
+        importlib.import_module("nnx_compat._backports.pytree").check(pytree)
         return
     is_pytree = _is_jax_pytree(pytree)  # pytree=False: every attribute is static
     for name, value in vars(pytree).items():

@@ -27,7 +27,7 @@ from typing import Any, Final
 import jax
 from flax.core import spmd as _core_spmd
 
-from nnx_compat import _versions
+from nnx_compat import _containers, _versions
 from nnx_compat._backports.graph import raw_value as _raw
 
 __all__ = [
@@ -799,7 +799,11 @@ def capture(fn: Any, *var_types: type, init: Any = None, method_outputs: type | 
     ``Module.sow``/``Module.perturb`` stored during the call, by Module path, the Modules left
     as they were. ``fn`` is a function of the Module, a Module or its bound method; a Variable
     type first gives the decorator. ``init``: a state of values perturbations start from.
-    ``method_outputs``: a Variable type each method's results are captured as, by its name."""
+    ``method_outputs``: a Variable type each method's results are captured as, by its name.
+
+    As flax 0.12.6 does, each Module holds ``__captures__`` while the call runs: a tuple of one
+    Variable per captured type, holding a dict by name, where ``sow`` and ``perturb`` store
+    (``nnx_compat._backports.members`` gives an older flax's Module those two)."""
     if isinstance(fn, type) and issubclass(fn, _Variable):
         types = (fn, *var_types)
         return lambda actual: capture(actual, *types, init=init, method_outputs=method_outputs)
@@ -810,41 +814,40 @@ def capture(fn: Any, *var_types: type, init: Any = None, method_outputs: type | 
     else:
         owner = None
     initial = _by_module(init) if init else {}
-    init_types = tuple(_leaf_type(leaf) for leaves in initial.values() for leaf in leaves.values())
-    # what sow and perturb store (Intermediate, Perturbation, ...) leaves with the call
-    removable = (*var_types, *init_types, _nnx.Intermediate)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         module = args[0] if owner is None else owner
-        before: dict[int, set[str]] = {}
         for path, m in _modules(module):
-            before[id(m)] = set(vars(m))
+            values: dict[type, dict[str, Any]] = {t: {} for t in var_types}
             for name, leaf in initial.get(path, {}).items():
-                setattr(m, name, _leaf_type(leaf)(_raw(leaf)))
-                before[id(m)].discard(name)
+                values.setdefault(_leaf_type(leaf), {})[name] = _raw(leaf)
+            m.__captures__ = _containers.data(tuple(t(v) for t, v in values.items()))
         outputs: dict[int, dict[str, Any]] = {}
         with _method_outputs(module, outputs) if method_outputs else contextlib.nullcontext():
             result = fn(*args, **kwargs)
-        sown: set[tuple[Any, ...]] = set()
         flat: dict[tuple[Any, ...], Any] = {}
         for path, m in _modules(module):
-            for name, results in outputs.get(id(m), {}).items():
-                if method_outputs in (*var_types, *init_types):
-                    flat[(*path, name)] = method_outputs(results).to_state()  # type: ignore[misc]
-            for name, value in vars(m).items():
-                if name not in before.get(id(m), ()) and isinstance(value, removable):
-                    sown.add((*path, name))
-        if sown:
-            popped = _nnx.pop(module, lambda path, _: tuple(path) in sown)
-            flat.update((tuple(p), leaf) for p, leaf in _nnx.to_flat_state(popped))
+            if method_outputs in var_types:
+                for name, results in outputs.get(id(m), {}).items():
+                    flat[(*path, name)] = method_outputs(results)  # type: ignore[misc]
+            for variable in vars(m).get("__captures__", ()):
+                if type(variable) in var_types:
+                    for name, value in _raw(variable).items():
+                        flat[(*path, name)] = type(variable)(value)
+            if "__captures__" in vars(m):
+                delattr(m, "__captures__")
         if not var_types:
             return result
-        kept = {p: leaf for p, leaf in flat.items() if _leaf_type(leaf) in var_types}
-        state = _nnx.from_flat_state(kept)
+        state = _nnx.from_flat_state({p: _as_leaf(v) for p, v in flat.items()})
         groups = _nnx.split_state(state, *var_types)
         return (result, groups) if len(var_types) == 1 else (result, *groups)
 
     return wrapper
+
+
+def _as_leaf(variable: Any) -> Any:
+    """A new Variable as a state leaf (flax 0.10's states hold ``VariableState``s)."""
+    return variable if _versions.feature("STATE_SHARES_VARIABLES") else variable.to_state()
 
 
 # --------------------------------------------------------------------------- sharding

@@ -717,3 +717,21 @@ def test_path_contains_exact() -> None:
     assert len({loose, nnx.PathContains("ker", exact=False), exact}) == 2
     model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
     assert list(nnx.state(model, nnx.PathContains("kern", exact=False))) == ["kernel"]
+
+
+def test_sow_and_perturb_outside_capture_are_flaxs_own() -> None:
+    """The served ``sow``/``perturb`` store in ``__captures__`` only under ``nnx.capture``."""
+
+    class Sowing(nnx.Module):
+        def __call__(self, x: jax.Array) -> jax.Array:
+            self.sow(nnx.Intermediate, "h", x)
+            return self.perturb("p", x)  # type: ignore[no-any-return]
+
+    sowing = Sowing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # flax 0.12.6+: outside capture
+        sowing(jnp.ones(1))
+        sowing(jnp.full(1, 2.0))
+    assert type(sowing.h) is nnx.Intermediate and type(sowing.p) is nnx.Perturbation
+    assert [float(v[0]) for v in sowing.h.get_value()] == [1.0, 2.0]  # a tuple of both calls
+    assert "__captures__" not in vars(sowing)

@@ -490,6 +490,35 @@ def test_capture_returns_what_sow_stored_and_leaves_the_module(impl: Any) -> Non
 
 
 @pytestmark_capture
+def test_capture_stores_in_captures_while_the_call_runs(impl: Any) -> None:
+    """flax 0.12.8's docs_nnx extracting_intermediates: ``sow`` under a method's name, and
+    ``__captures__`` (one Variable per captured type) visible to the call."""
+    seen: list[tuple[str, ...]] = []
+    returned: list[bool] = []
+
+    class Foo(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.full(2, 2.0))
+
+        def features(self, x: jax.Array) -> jax.Array:
+            y = x * self.w[...]
+            self.sow(nnx.Intermediate, "features", y)  # the name of a method
+            returned.append(self.sow(nnx.Perturbation, "p", y))  # a type not captured
+            return y
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            seen.append(tuple(type(v).__name__ for v in self.__captures__))
+            return self.features(x) + self.features(x + 1)
+
+    foo = Foo()
+    out, state = impl.capture(foo, nnx.Intermediate)(jnp.ones(2))
+    _close(out, [6.0, 6.0])
+    assert seen == [("Intermediate",)] and returned == [False, False]
+    assert _flat(state) == [(("features",), "Intermediate", [[2.0, 2.0], [4.0, 4.0]])]
+    assert "__captures__" not in vars(foo) and callable(foo.features)
+
+
+@pytestmark_capture
 def test_capture_init_gives_perturbations_their_gradient(impl: Any) -> None:
     graphdef, state = nnx.split(Model(nnx.Rngs(0)))
     x = jnp.ones((1, 2))
