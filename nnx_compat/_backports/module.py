@@ -148,22 +148,8 @@ def dataclass(
     """flax 0.12's ``nnx.dataclass``: ``dataclasses.dataclass`` keeping the class's own
     ``repr`` (a Pytree's); the fields' values decide what is data, as for any attribute, and
     on flax 0.11 (which records only the data attributes) so does ``nnx.data()`` as a field."""
-    if cls is None:
-        return functools.partial(
-            dataclass,
-            init=init,
-            eq=eq,
-            order=order,
-            unsafe_hash=unsafe_hash,
-            match_args=match_args,
-            kw_only=kw_only,
-            slots=slots,
-            weakref_slot=weakref_slot,
-        )
-    made = dataclasses.dataclass(
-        cls,
+    options = dict(
         init=init,
-        repr=False,
         eq=eq,
         order=order,
         unsafe_hash=unsafe_hash,
@@ -172,6 +158,9 @@ def dataclass(
         slots=slots,
         weakref_slot=weakref_slot,
     )
+    if cls is None:
+        return functools.partial(dataclass, **options)
+    made = dataclasses.dataclass(cls, repr=False, **options)  # type: ignore[call-overload]
     nodes = getattr(made, "_pytree__nodes", None)
     if isinstance(nodes, frozenset):  # flax 0.11: the names of the data attributes
         marked = {f.name for f in dataclasses.fields(made) if f.metadata.get("static") is False}

@@ -453,6 +453,20 @@ def test_static_and_dataclass() -> None:
     assert {k: v for k, v in field.metadata.items() if k != "nnx_value"} == {"x": 1, "static": True}
 
 
+def test_a_data_field_is_data_on_every_flax() -> None:
+    """``x: T = nnx.data()`` (flax 0.12.1's keyword form) makes a number a leaf; flax 0.11
+    records the field among its data names through the served ``nnx.dataclass``."""
+
+    @nnx.dataclass
+    class Counter(nnx.Pytree):
+        count: int = nnx.data()
+        name: str = "c"
+
+    counter = Counter(3)
+    assert jax.tree.leaves(counter) == [3]
+    assert jax.tree.map(lambda n: n + 1, counter).count == 4
+
+
 def test_static_values_and_errors() -> None:
     if DATACLASSES_010:
         # flax 0.10's own static takes field keywords only: that form stays flax 0.10's field
