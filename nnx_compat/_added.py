@@ -153,13 +153,15 @@ _PROMOTE = (
     "the layer's computation rewritten (the default is what the old layer does)"
 )
 _ELEMENT_TYPE = (
-    "flax 0.12's __call__ passes it to its dot_general/convolution; the old __call__ has no "
-    "such argument, so it needs the layer's computation rewritten"
+    "flax 0.12's ConvTranspose passes it to jax.lax.conv_transpose, which the old layer's "
+    "__call__ calls itself (no operation held by the layer to hand it to), so it needs the "
+    "layer's computation rewritten"
 )
 _OUT_SHARDING = (
-    "flax 0.12's __call__ passes it to jax as the result's sharding (sharding in types); the "
-    "old __call__ has no such argument, so it needs the layer's computation rewritten: shard "
-    "the result with jax.lax.with_sharding_constraint instead"
+    "flax 0.12's Embed computes a sharded result with jax.sharding.auto_axes around jnp.take "
+    "(jnp.dot(out_sharding=) in attend), which the old layer calls itself (no operation held "
+    "by the layer to hand it to), so it needs the layer's computation rewritten: shard the "
+    "result with jax.sharding.reshard instead"
 )
 _CARRY_INIT = (
     "the old cell's initialize_carry draws the carry with the initializer the cell was built "
@@ -237,18 +239,18 @@ _PROMOTES = (
     "OptimizedLSTMCell.__init__(promote_dtype)", "RMSNorm.__init__(promote_dtype)",
     "SimpleCell.__init__(promote_dtype)",
 )  # fmt: skip
-_ELEMENT_TYPES = (
-    "Conv.__init__(preferred_element_type)", "ConvTranspose.__init__(preferred_element_type)",
-    "Einsum.__init__(preferred_element_type)", "Linear.__init__(preferred_element_type)",
-    "LinearGeneral.__init__(preferred_element_type)",
-)  # fmt: skip
-_OUT_SHARDINGS = (
+#: flax 0.12's layers pass them to the operation they hold (nnx_compat._backports.members
+#: .LAYER_OPS): served by handing them to it while the old __call__ runs
+_LAYER_CALLS = (
+    "Conv.__init__(preferred_element_type)", "Einsum.__init__(preferred_element_type)",
+    "Linear.__init__(preferred_element_type)", "LinearGeneral.__init__(preferred_element_type)",
     "Conv.__call__(out_sharding)", "Einsum.__call__(out_sharding)",
-    "Embed.__call__(out_sharding)", "Embed.attend(out_sharding)",
     "Linear.__call__(out_sharding)", "LinearGeneral.__call__(out_sharding)",
     "LoRALinear.__call__(out_sharding)", "MultiHeadAttention.__call__(out_sharding)",
     "MultiHeadAttention.__call__(qkv_sharding)",
 )  # fmt: skip
+_ELEMENT_TYPES = ("ConvTranspose.__init__(preferred_element_type)",)
+_OUT_SHARDINGS = ("Embed.__call__(out_sharding)", "Embed.attend(out_sharding)")
 _CARRY_INITS = (
     "GRUCell.initialize_carry(carry_init)", "LSTMCell.initialize_carry(carry_init)",
     "OptimizedLSTMCell.initialize_carry(carry_init)", "RNNCellBase.initialize_carry(carry_init)",
@@ -289,6 +291,7 @@ MEMBERS: Final[Mapping[str, str]] = {
     **dict.fromkeys((f"Rngs.{m}" for m in _RNG_METHODS), "served"),
     **dict.fromkeys((f"RngStream.{m}" for m in _RNG_METHODS), "served"),
     **dict.fromkeys(_SERVED, "served"),
+    **dict.fromkeys(_LAYER_CALLS, "served"),
     **dict.fromkeys(_PROMOTES, _PROMOTE),
     **dict.fromkeys(_ELEMENT_TYPES, _ELEMENT_TYPE),
     **dict.fromkeys(_OUT_SHARDINGS, _OUT_SHARDING),

@@ -25,6 +25,7 @@ or 0.11.2 has, with ``"served"`` or the reason it is not.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -225,6 +226,21 @@ def _copy(native: Callable[..., Any]) -> Callable[..., Any]:
     return copy
 
 
+_OUT_DOC: Final = "The sharding annotation, read as flax 0.12.4 reads its metadata attribute."
+
+
+def _out_sharding(self: Any) -> Any:
+    """``variable.out_sharding``: flax 0.12 keeps the annotation as metadata of that name, so
+    the attribute is the annotation where there is one, and the value's attribute otherwise
+    (an array has none: the AttributeError flax 0.12 raises). Written as an attribute, the
+    old flax keeps it as metadata of that name, read here first."""
+    metadata = _metadata(self)
+    for name in ("out_sharding", _native_key()):
+        if name in metadata:
+            return metadata[name]
+    return self.get_raw_value().out_sharding  # flax 0.12.0-0.12.3 have their own
+
+
 def _variable_members() -> dict[str, Any]:
     """flax 0.12's members of ``Variable`` that are new (added where the class lacks them)."""
     return {
@@ -346,6 +362,146 @@ def _with_metadata(
                     _annotate(self, path, entries)
 
     return __init__
+
+
+# --------------------------------------------------------------------------- layer calls
+
+#: The layers whose flax 0.12 computation hands ``out_sharding`` (a call argument) and
+#: ``preferred_element_type`` (a constructor argument) to the operation the layer holds as an
+#: attribute, which the old flax's ``__call__`` calls as well: layer -> that attribute.
+LAYER_OPS: Final[Mapping[str, str]] = {
+    "Linear": "dot_general",
+    "LinearGeneral": "dot_general",
+    "Einsum": "einsum_op",
+    "Conv": "conv_general_dilated",
+}
+
+
+@contextlib.contextmanager
+def _op_taking(layer: Any, attribute: str, **arguments: Any) -> Iterator[None]:
+    """While the block runs, the layer's operation is called with ``arguments`` (those not
+    None) as well: the old layer's own ``__call__`` computes, as flax 0.12's passes them on.
+    The attribute is written past flax's ``__setattr__`` (no trace check: nothing of the
+    layer's state changes) and put back after."""
+    given = {name: value for name, value in arguments.items() if value is not None}
+    if not given:
+        yield
+        return
+    state = vars(layer)
+    factory_name = f"{attribute}_cls"  # LinearGeneral's dot_general_cls comes first
+    saved = {name: state[name] for name in (attribute, factory_name) if name in state}
+    factory = state.get(factory_name)
+    if factory is not None:
+        state[factory_name] = lambda: _filled(factory(), given)
+    else:
+        op = state.get(attribute)
+        if op is None:  # LinearGeneral(dot_general=None): jax's own, as its __call__ does
+            op = _jax().lax.dot_general
+        state[attribute] = _filled(op, given)
+    try:
+        yield
+    finally:
+        state.update(saved)
+
+
+def _filled(op: Callable[..., Any], given: Mapping[str, Any]) -> Callable[..., Any]:
+    """``op`` with ``given`` for the arguments its caller leaves out or passes as None (a
+    layer of flax 0.12.0-0.12.3 passes ``out_sharding=None`` itself)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for name, value in given.items():
+            if kwargs.get(name) is None:
+                kwargs[name] = value
+        return op(*args, **kwargs)
+
+    return call
+
+
+def _jax() -> Any:
+    import jax
+
+    return jax
+
+
+def _element_type(layer: Any) -> Any:
+    return vars(layer).get("preferred_element_type")
+
+
+def _layer_call(native: Callable[..., Any], attribute: str) -> Callable[..., Any]:
+    """flax 0.12's ``__call__(..., out_sharding=None)`` around the old one."""
+
+    @functools.wraps(native)  # inspect.signature (and the feature probes) see flax's own
+    def __call__(self: Any, *args: Any, out_sharding: Any = None, **kwargs: Any) -> Any:
+        element_type = _element_type(self)
+        if out_sharding is None and element_type is None:
+            return native(self, *args, **kwargs)  # the old flax's call, as it was
+        with _op_taking(
+            self, attribute, out_sharding=out_sharding, preferred_element_type=element_type
+        ):
+            return native(self, *args, **kwargs)
+
+    return __call__
+
+
+def _with_element_type(native: Callable[..., None]) -> Callable[..., None]:
+    """flax 0.12's ``__init__(..., preferred_element_type=None)`` around the old one: a value
+    is kept on the layer (the class answers None, so a layer built without one is unchanged)."""
+
+    @functools.wraps(native)
+    def __init__(self: Any, *args: Any, preferred_element_type: Any = None, **kwargs: Any) -> None:
+        native(self, *args, **kwargs)
+        if preferred_element_type is not None:
+            self.preferred_element_type = preferred_element_type
+
+    return __init__
+
+
+def _attention_call(native: Callable[..., Any]) -> Callable[..., Any]:
+    """flax 0.12's ``MultiHeadAttention.__call__(..., out_sharding=None, qkv_sharding=None)``:
+    the query, key and value projections' results sharded as ``qkv_sharding``, the output
+    projection's as ``out_sharding``."""
+
+    @functools.wraps(native)
+    def __call__(
+        self: Any, *args: Any, out_sharding: Any = None, qkv_sharding: Any = None, **kwargs: Any
+    ) -> Any:
+        if out_sharding is None and qkv_sharding is None:
+            return native(self, *args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for name, sharding in (
+                ("query", qkv_sharding),
+                ("key", qkv_sharding),
+                ("value", qkv_sharding),
+                ("out", out_sharding),
+            ):
+                projection = getattr(self, name)
+                stack.enter_context(
+                    _op_taking(
+                        projection,
+                        "dot_general",
+                        out_sharding=sharding,
+                        preferred_element_type=_element_type(projection),
+                    )
+                )
+            return native(self, *args, **kwargs)
+
+    return __call__
+
+
+def _patch_layer_calls(nnx: Any) -> None:
+    for layer, attribute in LAYER_OPS.items():
+        cls = getattr(nnx, layer)
+        if "out_sharding" not in _parameters(vars(cls)["__call__"]):
+            _set(cls, "__call__", _layer_call(vars(cls)["__call__"], attribute))
+        if "preferred_element_type" not in _parameters(vars(cls)["__init__"]):
+            _set(cls, "__init__", _with_element_type(vars(cls)["__init__"]))
+            _set(cls, "preferred_element_type", None)
+    lora = nnx.LoRALinear  # its own __call__ adds the LoRA branch to Linear's
+    if "out_sharding" not in _parameters(vars(lora)["__call__"]):
+        _set(lora, "__call__", _layer_call(vars(lora)["__call__"], "dot_general"))
+    attention = nnx.MultiHeadAttention
+    if "out_sharding" not in _parameters(vars(attention)["__call__"]):
+        _set(attention, "__call__", _attention_call(vars(attention)["__call__"]))
 
 
 # The set_view docstrings keep flax's layout and words: nnx.view_info prints their Args.
@@ -617,6 +773,8 @@ def patch() -> None:
         return
     nnx = _versions.import_nnx()
     _add_missing(nnx.Variable, _variable_members())
+    if _native_key() != "out_sharding":  # flax 0.12.4's Variable reads it from its metadata
+        _add_missing(nnx.Variable, {"out_sharding": property(_out_sharding, doc=_OUT_DOC)})
     for name, wrapper in _variable_wrappers(nnx.Variable).items():
         _set(nnx.Variable, name, wrapper)
     for layer, arguments in LAYER_METADATA.items():
@@ -625,6 +783,7 @@ def patch() -> None:
         missing = {a: p for a, p in arguments.items() if a not in _parameters(native)}
         if missing:
             _set(cls, "__init__", _with_metadata(native, missing))
+    _patch_layer_calls(nnx)
     for cls, set_view in (
         (nnx.BatchNorm, _batch_norm_set_view),
         (nnx.Dropout, _dropout_set_view),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +110,7 @@ def test_the_figures() -> None:
     }
     served = sum(v == "served" for v in _added.MEMBERS.values())
     assert per_release == {"0.10.7": 244, "0.11.2": 151}
-    assert (len(_added.MEMBERS), served) == (248, 180)
+    assert (len(_added.MEMBERS), served) == (248, 191)
 
 
 def test_each_member_is_served_and_exercised_or_has_a_reason() -> None:
@@ -126,7 +126,12 @@ def test_restore_puts_flax_s_own_classes_back() -> None:
     members.restore()
     try:
         assert not members.patched()
+        # what each attribute held before its first change (a layer's __init__ is wrapped
+        # twice: for its metadata arguments, then for preferred_element_type)
+        first: dict[tuple[type, str], Any] = {}
         for cls, name, previous in entries:
+            first.setdefault((cls, name), previous)
+        for (cls, name), previous in first.items():
             assert vars(cls).get(name, members._ABSENT) is previous, (cls, name)
         # flax 0.12.8 has every member; 0.12.0-0.12.7 lack a few (sharding_names, ...)
         assert bool(entries) is not _versions.installed_at_least("0.12.8")
@@ -496,6 +501,152 @@ def test_the_initializers_metadata_wins() -> None:
     assert np.asarray(y).tolist() == [
         [-0.11903059482574463, -1.3456432819366455, -0.1194828450679779]
     ]
+
+
+# --------------------------------------------------------------------------- layer calls
+
+_DIMS: Final = (((1,), (0,)), ((), ()))
+
+
+def _explicit_mesh() -> Any:
+    """Eight host devices on one axis in jax's explicit sharding mode."""
+    explicit = (jax.sharding.AxisType.Explicit,)
+    return jax.make_mesh((8,), ("data",), axis_types=explicit, devices=jax.devices()[:8])
+
+
+def _use_mesh(mesh: Any) -> Any:
+    return jax.set_mesh(mesh) if hasattr(jax, "set_mesh") else jax.sharding.use_mesh(mesh)
+
+
+def _takes_out_sharding(op: Callable[..., Any]) -> bool:
+    import inspect
+
+    return "out_sharding" in inspect.signature(op).parameters
+
+
+#: Each layer whose call takes out_sharding in flax 0.12.8: its inputs' shape and the
+#: computation flax 0.12.8's __call__ makes of its parameters (the out_sharding passed on).
+_SHARDED_LAYERS: Final[dict[str, tuple[Callable[[], Any], tuple[int, ...]]]] = {
+    "Linear": (lambda: nnx.Linear(8, 6, rngs=nnx.Rngs(0)), (8, 8)),
+    "LinearGeneral": (lambda: nnx.LinearGeneral(8, 6, rngs=nnx.Rngs(0)), (8, 8)),
+    "Einsum": (lambda: nnx.Einsum("ab,bc->ac", (8, 6), (6,), rngs=nnx.Rngs(0)), (8, 8)),
+    "LoRALinear": (lambda: nnx.LoRALinear(8, 6, lora_rank=2, rngs=nnx.Rngs(0)), (8, 8)),
+    "Conv": (lambda: nnx.Conv(8, 6, (3,), rngs=nnx.Rngs(0)), (8, 5, 8)),
+}
+
+
+def _expected(name: str, layer: Any, x: Any, spec: Any) -> Any:
+    """flax 0.12.8's computation of the layer (its __call__, written out with jax's ops)."""
+    if name == "Conv":
+        y = jax.lax.conv_general_dilated(
+            x, layer.kernel[...], (1,), "SAME", lhs_dilation=(1,), rhs_dilation=(1,),
+            dimension_numbers=jax.lax.conv_dimension_numbers(x.shape, layer.kernel.shape,
+                                                             ("NHC", "HIO", "NHC")),
+            feature_group_count=1, out_sharding=spec,
+        )  # fmt: skip
+    elif name == "Einsum":
+        y = jnp.einsum("ab,bc->ac", x, layer.kernel[...], out_sharding=spec)
+    else:
+        y = jax.lax.dot_general(x, layer.kernel[...], _DIMS, out_sharding=spec)
+    y = y + jnp.reshape(layer.bias[...], (1,) * (y.ndim - 1) + (-1,))
+    if name == "LoRALinear":
+        y = y + x @ layer.lora.lora_a[...] @ layer.lora.lora_b[...]
+    return y
+
+
+@_covers(
+    "Linear.__call__(out_sharding)", "LinearGeneral.__call__(out_sharding)",
+    "Einsum.__call__(out_sharding)", "LoRALinear.__call__(out_sharding)",
+    "Conv.__call__(out_sharding)",
+)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(_SHARDED_LAYERS))
+@pytest.mark.parametrize("spec", [("data", None), (None, None)], ids=["batch", "replicated"])
+def test_layers_pass_out_sharding_to_their_operation(name: str, spec: tuple[Any, ...]) -> None:
+    build, shape = _SHARDED_LAYERS[name]
+    mesh = _explicit_mesh()
+    P = jax.sharding.PartitionSpec
+    out = P(*spec, *(None,) * (len(shape) - 2))
+    x = jnp.arange(np.prod(shape), dtype=jnp.float32).reshape(shape) / 64
+    with _use_mesh(mesh):
+        layer = build()  # its parameters on the mesh (replicated), as jax's explicit mode wants
+        xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, P("data")))
+        if name == "Conv" and not _takes_out_sharding(jax.lax.conv_general_dilated):
+            # jax 0.6.2's convolution takes none (flax 0.12.8 needs a jax that has it)
+            with pytest.raises(TypeError, match="unexpected keyword argument 'out_sharding'"):
+                layer(xs, out_sharding=out)
+            return
+        # under jax.jit of the split layer (flax 0.10's nnx.jit predates explicit sharding)
+        graphdef, state = nnx.split(layer)
+        y = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, out_sharding=out))(state, xs)
+        expected = jax.jit(lambda s, x: _expected(name, nnx.merge(graphdef, s), x, out))(state, xs)
+    # LoRALinear's sum keeps the batch sharding of its LoRA branch, as in flax 0.12.8
+    spec_of_sum = P("data", None) if name == "LoRALinear" else out
+    assert y.sharding.spec == expected.sharding.spec == spec_of_sum
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(expected))
+
+
+@_covers("MultiHeadAttention.__call__(out_sharding)", "MultiHeadAttention.__call__(qkv_sharding)")
+def test_attention_passes_both_shardings_to_its_projections() -> None:
+    mesh = _explicit_mesh()
+    P = jax.sharding.PartitionSpec
+    x = jnp.arange(8 * 3 * 8, dtype=jnp.float32).reshape(8, 3, 8) / 100
+    with _use_mesh(mesh):
+        layer = nnx.MultiHeadAttention(
+            num_heads=2, in_features=8, qkv_features=8, decode=False, rngs=nnx.Rngs(0)
+        )
+        xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, P("data")))
+        shardings = []
+
+        # the projections' results as flax 0.12.8 shards them, seen by the attention function
+        def attention_fn(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            shardings.extend(jax.typeof(a).sharding.spec for a in (query, key, value))
+            return nnx.dot_product_attention(query, key, value, *args, **kwargs)
+
+        layer.attention_fn = attention_fn
+        plain = layer(xs)
+        y = layer(xs, out_sharding=P(), qkv_sharding=P(None, None, None, None))
+    assert shardings[:3] == [P("data", None, None, None)] * 3  # propagated from the inputs
+    assert shardings[3:] == [P(None, None, None, None)] * 3
+    assert y.sharding.spec == P(None, None, None) != plain.sharding.spec
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(plain))
+
+
+@_covers(
+    "Linear.__init__(preferred_element_type)", "LinearGeneral.__init__(preferred_element_type)",
+    "Einsum.__init__(preferred_element_type)", "Conv.__init__(preferred_element_type)",
+)  # fmt: skip
+@pytest.mark.parametrize("name", ["Linear", "LinearGeneral", "Einsum", "Conv"])
+def test_preferred_element_type_is_the_operations(name: str) -> None:
+    half = {"dtype": jnp.bfloat16, "param_dtype": jnp.bfloat16, "rngs": nnx.Rngs(0)}
+    layer = {
+        "Linear": lambda **kw: nnx.Linear(8, 6, **kw),
+        "LinearGeneral": lambda **kw: nnx.LinearGeneral(8, 6, **kw),
+        "Einsum": lambda **kw: nnx.Einsum("ab,bc->ac", (8, 6), (6,), **kw),
+        "Conv": lambda **kw: nnx.Conv(8, 6, (1,), **kw),
+    }[name]
+    plain = layer(**half)
+    wide = layer(**half, preferred_element_type=jnp.float32)
+    assert plain.preferred_element_type is None and wide.preferred_element_type is jnp.float32
+    x = (jnp.arange(64, dtype=jnp.float32).reshape(8, 8) / 10).astype(jnp.bfloat16)
+    if name == "Conv":
+        x = x[:, None, :]
+    y = nnx.jit(lambda layer, x: layer(x))(wide, x)
+    kernel = wide.kernel[...].reshape(8, 6)
+    expected = (
+        jax.lax.dot_general(
+            x.reshape(-1, 8), kernel, _DIMS, preferred_element_type=jnp.float32
+        ).reshape(y.shape)
+        + wide.bias[...]
+    )
+    assert y.dtype == jnp.float32 and plain(x).dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(expected))
+
+
+def test_a_variables_out_sharding_attribute_is_its_annotation() -> None:
+    v = nnx.Param(jnp.ones((2, 2)), out_sharding=("a", None), eager_sharding=False)
+    assert v.out_sharding == ("a", None)
+    with pytest.raises(AttributeError, match="has no attribute 'out_sharding'"):
+        nnx.Param(jnp.ones(2)).out_sharding  # noqa: B018
 
 
 def test_an_unknown_argument_is_still_refused() -> None:
