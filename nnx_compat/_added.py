@@ -292,6 +292,8 @@ MEMBERS: Final[Mapping[str, str]] = {
     **dict.fromkeys((f"RngStream.{m}" for m in _RNG_METHODS), "served"),
     **dict.fromkeys(_SERVED, "served"),
     **dict.fromkeys(_LAYER_CALLS, "served"),
+    # flax 0.12's eager sharding, asked for: nnx_compat._sharding.shard_when_created
+    "Variable.__init__(eager_sharding)": "served",
     **dict.fromkeys(_PROMOTES, _PROMOTE),
     **dict.fromkeys(_ELEMENT_TYPES, _ELEMENT_TYPE),
     **dict.fromkeys(_OUT_SHARDINGS, _OUT_SHARDING),
@@ -319,11 +321,6 @@ MEMBERS: Final[Mapping[str, str]] = {
     "Variable.__init__(ref)": (
         "array-reference Variables (jax.new_ref) are flax 0.12's; flax 0.11's use_ref= and "
         "flax 0.10's mutable= are experimental forerunners with their own semantics"
-    ),
-    "Variable.__init__(eager_sharding)": (
-        "sharding a Variable when it is created is flax 0.12's (nnx.use_eager_sharding(True) "
-        "raises on the old flax too); the old flax shards later (nnx.get_partition_spec, "
-        "jax.lax.with_sharding_constraint), which is what eager_sharding=False asks for"
     ),
     "Variable.to_state(value)": (
         "to_state is flax 0.12's deprecated alias of copy (on flax 0.10.7 it builds flax "
@@ -410,17 +407,13 @@ def _eager_flag() -> bool | None:
 class use_eager_sharding:
     """flax 0.12.1's ``nnx.use_eager_sharding(value)`` on an older flax, as a setting or a
     ``with`` block. flax 0.12.0 shards eagerly under its config flag: this sets the flag (and a
-    ``with`` block puts it back). Before 0.12.0 no Variable is sharded when it is created:
-    ``False`` is what that flax does; ``True`` raises, naming the release that has it."""
+    ``with`` block puts it back). Before 0.12.0 the setting is nnx_compat's: with it on, a
+    Variable with a sharding annotation is sharded when it is created, as flax 0.12 does
+    (``nnx_compat._sharding.shard_when_created``); off, which is what that flax does and stays
+    its default, it is not."""
 
     def __init__(self, value: bool) -> None:
         self._previous = _eager_flag()
-        if self._previous is None and value:
-            raise ValueError(
-                "eager sharding needs flax 0.12.0 or newer; on flax "
-                f"{_versions.installed_version('flax')} Variables are sharded by "
-                "nnx.get_partition_spec and jax.lax.with_sharding_constraint, not when created"
-            )
         if self._previous is not None:
             import flax
 
@@ -440,8 +433,8 @@ class use_eager_sharding:
 
 
 def using_eager_sharding() -> bool:
-    """flax 0.12.1's ``nnx.using_eager_sharding()``: flax 0.12.0's config flag, and always
-    False before 0.12."""
+    """flax 0.12.1's ``nnx.using_eager_sharding()``: flax 0.12.0's config flag, and before 0.12
+    the setting of :class:`use_eager_sharding` (off unless set)."""
     flag = _eager_flag()
     return _eager.get() if flag is None else flag
 

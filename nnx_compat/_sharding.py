@@ -146,6 +146,97 @@ def _failed_applying_rules(
 # --------------------------------------------------------------------------- flax 0.10 reads
 
 
+def shard_when_created(variable: Any) -> None:
+    """flax 0.12's eager sharding on an older flax, where it is asked for.
+
+    flax 0.12 shards the value of a Variable with a sharding annotation when the Variable is
+    created, unless ``eager_sharding=False`` (or ``nnx.use_eager_sharding(False)``). An older
+    flax never does, and that stays its default: here the value is sharded only for
+    ``eager_sharding=True``, or ``nnx.use_eager_sharding(True)`` where the Variable was given
+    no ``eager_sharding``. Called by the Variable constructor of ``nnx_compat._variables``
+    where flax itself does not shard eagerly.
+    """
+    metadata = object.__getattribute__(variable, "_var_metadata")
+    annotation = metadata.get(_NATIVE_KEY)
+    if not annotation:
+        return
+    explicit = metadata.get("eager_sharding")
+    if explicit is False:
+        return
+    if explicit is None:
+        from nnx_compat import _added
+
+        if not _added.using_eager_sharding():
+            return
+    value = object.__getattribute__(variable, "raw_value")
+    try:
+        sharded = shard_value(
+            value, annotation, metadata.get("sharding_rules"), metadata.get("mesh")
+        )
+    except ValueError as error:
+        # as on flax 0.12 through nnx_compat (unsharded): no mesh, and no eager_sharding=True
+        if explicit or _NO_MESH not in str(error):
+            raise
+        _warnings.warn_legacy(
+            "sharding-without-mesh",
+            detail=f"{_NATIVE_KEY}={annotation!r}; it is created unsharded, as flax 0.10 did",
+        )
+        return
+    object.__setattr__(variable, "raw_value", sharded)
+
+
+def _composite_rules(context: Any, own: Any) -> dict[Any, Any]:
+    """The context's logical axis rules with a Variable's own, as flax 0.12.8 merges them (flax
+    0.10's ``composite_rules`` wants both)."""
+    rules = dict(context or ())
+    for alias, on_mesh in own or ():
+        if context and own and alias in rules and rules[alias] != on_mesh:
+            raise ValueError(
+                f"Inconsistent logical axis annotations for {alias}: {rules[alias]} vs {on_mesh}"
+            )
+        rules[alias] = on_mesh
+    return rules
+
+
+def shard_value(value: Any, annotation: Any, rules: Any, mesh: Any) -> Any:
+    """flax 0.12.8's sharding of a Variable's value when it is created (``flax.core.spmd.
+    shard_value``), on the older flax's pieces: the annotation's logical axes renamed by the
+    context's and the Variable's rules, on the annotation's mesh, the Variable's ``mesh=`` or
+    the mesh context's; resharded on an explicit mesh, constrained on an auto one."""
+    import jax
+    from flax.core import spmd
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+    renames = _composite_rules(spmd.get_logical_axis_rules(), rules)
+    named = isinstance(annotation, NamedSharding)
+    spec = PartitionSpec(*(renames.get(a, a) for a in (annotation.spec if named else annotation)))
+    if named:
+        mesh = annotation.mesh
+    elif mesh is None:
+        current = jax.sharding.get_abstract_mesh()
+        mesh = None if current.empty else current
+    if mesh is None:
+        raise ValueError(
+            "An auto mesh context or metadata is required if creating a variable with "
+            f"annotation out_sharding={spec!r}. For more guidance, see "
+            "https://flax.readthedocs.io/en/latest/flip/4844-var-eager-sharding.html."
+        )
+    sharding = NamedSharding(mesh, spec)
+    axis_types = tuple(mesh.axis_types)
+    if all(t == AxisType.Explicit for t in axis_types):
+        if hasattr(jax.sharding, "reshard"):
+            return jax.sharding.reshard(value, sharding)
+        from jax.experimental.shard import reshard  # jax 0.6
+
+        return reshard(value, sharding)
+    if all(t == AxisType.Auto for t in axis_types):
+        return jax.lax.with_sharding_constraint(value, sharding)
+    raise ValueError(
+        f"Mesh must have all axes as Explicit or all axes as Auto. Got mixed axis types: "
+        f"{mesh.axis_types}"
+    )
+
+
 def partition_names(metadata: Mapping[str, Any]) -> Any:
     """The partition names a Variable's metadata holds, under whichever key; None if none."""
     for key in _versions.SHARDING_KEYS:

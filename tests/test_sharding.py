@@ -112,17 +112,85 @@ def test_both_keys_is_an_error_naming_the_fix() -> None:
         nnx.Param(jnp.ones(2), **{KEY: ("a",), other: ("a",)})
 
 
+def _use_mesh(mesh: Mesh) -> Any:
+    return jax.set_mesh(mesh) if hasattr(jax, "set_mesh") else jax.sharding.use_mesh(mesh)
+
+
+def _auto_mesh() -> Mesh:
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    return jax.make_mesh((2, 4), ("data", "model"), axis_types=auto, devices=jax.devices()[:8])
+
+
 @pytest.mark.multidevice
-@pytest.mark.skipif(not EAGER, reason="eager sharding: flax 0.12.0+")
 def test_under_a_mesh_variables_shard_eagerly_without_warnings() -> None:
     mesh = _mesh()
-    with warnings.catch_warnings():
+    # flax 0.12 shards eagerly by default; an older flax does not, unless asked (below)
+    assert nnx.using_eager_sharding() is EAGER
+    with nnx.use_eager_sharding(True), warnings.catch_warnings():
         warnings.simplefilter("error")
-        with jax.set_mesh(mesh):
+        assert nnx.using_eager_sharding()
+        with _use_mesh(mesh):
             param = nnx.Param(jnp.ones((4, 8)), out_sharding=P(None, "model"))
+        explicit = nnx.Param(jnp.ones(2), out_sharding=P("model"), eager_sharding=False)
+    assert nnx.using_eager_sharding() is EAGER
     assert param[...].sharding.spec == P(None, "model")
-    explicit = nnx.Param(jnp.ones(2), out_sharding=P("model"), eager_sharding=False)
     assert not isinstance(explicit[...].sharding, NamedSharding)
+    np.testing.assert_array_equal(np.asarray(param[...]), np.ones((4, 8)))
+
+
+@pytest.mark.multidevice
+def test_eager_sharding_of_the_flax_gspmd_guide() -> None:
+    """flax 0.12.8's guide (docs_nnx/guides/flax_gspmd): eager sharding asked for, on every flax."""
+    mesh = _auto_mesh()
+    with nnx.use_eager_sharding(True):
+        # a mesh given as metadata, no mesh context
+        param = nnx.Param(jnp.ones((4, 4)), out_sharding=(None, "model"), eager_sharding=True,
+                          mesh=mesh)  # fmt: skip
+        assert param[...].sharding.spec == P(None, "model")
+        assert param[...].sharding.mesh.shape == mesh.shape
+
+        @jax.jit
+        def init_sharded_kernel(key: jax.Array) -> Any:
+            init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+            linear = nnx.Linear(4, 8, use_bias=False, rngs=nnx.Rngs(key), kernel_init=init)
+            return linear.kernel[...]
+
+        with _use_mesh(mesh):
+            kernel = init_sharded_kernel(jax.random.key(0))
+        # sharded by the sharding constraint inside jit; the same numbers as unsharded
+        assert kernel.sharding.spec == P(None, "model")
+        with nnx.use_eager_sharding(False):
+            plain = nnx.Linear(
+                4, 8, use_bias=False, rngs=nnx.Rngs(jax.random.key(0)),
+                kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model")),
+            )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(plain.kernel[...]))
+
+
+@pytest.mark.multidevice
+def test_eager_sharding_applies_the_logical_axis_rules_and_explicit_meshes() -> None:
+    explicit = (jax.sharding.AxisType.Explicit,) * 2
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=explicit, devices=jax.devices()[:8])
+    with nnx.use_eager_sharding(True), _use_mesh(mesh):
+        with nnx.logical_axis_rules((("embed", "model"),)):
+            renamed = nnx.Param(jnp.ones((4, 8)), out_sharding=(None, "embed"))
+        own_rules = nnx.Param(
+            jnp.ones((4, 8)), out_sharding=("batch", None), sharding_rules=(("batch", "data"),)
+        )
+    assert renamed[...].sharding.spec == P(None, "model")
+    assert own_rules[...].sharding.spec == P("data", None)
+
+
+def test_eager_sharding_without_a_mesh() -> None:
+    # asked for on the Variable: flax 0.12's error
+    with pytest.raises(ValueError, match="An auto mesh context or metadata is required"):
+        nnx.Param(jnp.ones(2), out_sharding=("a",), eager_sharding=True)
+    # asked for by the setting: created unsharded with a warning, as flax 0.12 through
+    # nnx_compat does (0.10 code annotates Variables with no mesh)
+    warns = pytest.warns(nnx_compat.ShardingDeprecationWarning, match="sharding-without-mesh")
+    with nnx.use_eager_sharding(True), warns:
+        param = nnx.Param(jnp.ones(2), out_sharding=("a",))
+    assert param.get_metadata()[KEY] == ("a",)
 
 
 @pytest.mark.multidevice

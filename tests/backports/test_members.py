@@ -110,7 +110,7 @@ def test_the_figures() -> None:
     }
     served = sum(v == "served" for v in _added.MEMBERS.values())
     assert per_release == {"0.10.7": 244, "0.11.2": 151}
-    assert (len(_added.MEMBERS), served) == (248, 191)
+    assert (len(_added.MEMBERS), served) == (248, 192)
 
 
 def test_each_member_is_served_and_exercised_or_has_a_reason() -> None:
@@ -640,6 +640,21 @@ def test_preferred_element_type_is_the_operations(name: str) -> None:
     )
     assert y.dtype == jnp.float32 and plain(x).dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(y), np.asarray(expected))
+
+
+@_covers("Variable.__init__(eager_sharding)")
+def test_eager_sharding_argument() -> None:
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=auto, devices=jax.devices()[:8])
+    P = jax.sharding.PartitionSpec
+    annotation = {"out_sharding": (None, "model"), "mesh": mesh}
+    sharded = nnx.Param(jnp.ones((4, 4)), eager_sharding=True, **annotation)
+    assert sharded[...].sharding.spec == P(None, "model")
+    assert sharded.get_metadata("eager_sharding") is True
+    kept = nnx.Param(jnp.ones((4, 4)), eager_sharding=False, **annotation)
+    assert not isinstance(kept[...].sharding, jax.sharding.NamedSharding)
+    with pytest.raises(ValueError, match="An auto mesh context or metadata is required"):
+        nnx.Param(jnp.ones(2), out_sharding=("a",), eager_sharding=True)
 
 
 def test_a_variables_out_sharding_attribute_is_its_annotation() -> None:
