@@ -203,10 +203,13 @@ def shard_value(value: Any, annotation: Any, rules: Any, mesh: Any) -> Any:
     shard_value``), on the older flax's pieces: the annotation's logical axes renamed by the
     context's and the Variable's rules, on the annotation's mesh, the Variable's ``mesh=`` or
     the mesh context's; resharded on an explicit mesh, constrained on an auto one."""
+    import importlib
+
     import jax
     from flax.core import spmd
-    from jax.sharding import AxisType, NamedSharding, PartitionSpec
+    from jax.sharding import AxisType, NamedSharding
 
+    PartitionSpec: Any = jax.sharding.PartitionSpec
     renames = _composite_rules(spmd.get_logical_axis_rules(), rules)
     named = isinstance(annotation, NamedSharding)
     spec = PartitionSpec(*(renames.get(a, a) for a in (annotation.spec if named else annotation)))
@@ -224,13 +227,13 @@ def shard_value(value: Any, annotation: Any, rules: Any, mesh: Any) -> Any:
     sharding = NamedSharding(mesh, spec)
     axis_types = tuple(mesh.axis_types)
     if all(t == AxisType.Explicit for t in axis_types):
-        if hasattr(jax.sharding, "reshard"):
-            return jax.sharding.reshard(value, sharding)
-        from jax.experimental.shard import reshard  # jax 0.6
-
-        return reshard(value, sharding)
+        # jax.sharding.reshard since jax 0.7 (jax.experimental.shard.reshard in 0.6)
+        home: Any = jax.sharding if hasattr(jax.sharding, "reshard") else None
+        home = home or importlib.import_module("jax.experimental.shard")
+        return home.reshard(value, sharding)
     if all(t == AxisType.Auto for t in axis_types):
-        return jax.lax.with_sharding_constraint(value, sharding)
+        constrain: Any = jax.lax.with_sharding_constraint
+        return constrain(value, sharding)
     raise ValueError(
         f"Mesh must have all axes as Explicit or all axes as Auto. Got mixed axis types: "
         f"{mesh.axis_types}"

@@ -357,6 +357,18 @@ def sow_captures(nnx: Any) -> bool:
     return hasattr(nnx, "capture")
 
 
+@_probe(since="0.12.0")
+def bridge_sown_tuple_is_one_variable(nnx: Any) -> bool:
+    """The Linen bridge keeps a tuple Linen's ``sow`` stored as one Variable holding it (flax
+    0.12.0; before it, as a tuple of Variables, which its next call cannot convert back)."""
+    import numpy as np
+
+    attrs = nnx.bridge.variables.linen_vars_to_nnx_attrs(
+        {"intermediates": {"probe": (np.zeros(()),)}}
+    )
+    return isinstance(attrs["probe"], nnx.Variable)
+
+
 @_probe(since="0.12.5")
 def late_containers_static(nnx: Any) -> bool:
     """A plain container attribute assigned empty and filled afterwards stays static: its
