@@ -49,8 +49,6 @@ _nnx: Any = _versions.import_nnx()
 Variable: Any = _nnx.Variable
 
 _ABSENT: Final[Any] = object()
-#: flax 0.12.0 shards a Variable when it is created; before it nnx_compat does, where asked.
-_SHARDS_EAGERLY: Final = _versions.feature("EAGER_SHARDING")
 _MISSING: Final[Any] = object()
 _lock = threading.Lock()
 _saved: dict[str, Any] = {}  # attribute -> what vars(Variable) held before, or _ABSENT
@@ -199,8 +197,10 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
             if retry is None:
                 raise
             original(self, value, *args, **retry)
-        if not _SHARDS_EAGERLY and (kwargs or isinstance(value, _sharding._VariableMetadata)):
-            _sharding.shard_when_created(self)  # an annotation comes with one or the other
+        # before flax 0.12.0 (which shards itself), nnx_compat shards where asked; an
+        # annotation comes with keywords or a VariableMetadata
+        if not _sharding._EAGER and (kwargs or isinstance(value, _sharding._VariableMetadata)):
+            _sharding.shard_when_created(self)
 
     return __init__
 

@@ -396,7 +396,9 @@ def _op_taking(layer: Any, attribute: str, **arguments: Any) -> Iterator[None]:
     else:
         op = state.get(attribute)
         if op is None:  # LinearGeneral(dot_general=None): jax's own, as its __call__ does
-            op = _jax().lax.dot_general
+            import jax
+
+            op = jax.lax.dot_general
         state[attribute] = _filled(op, given)
     try:
         yield
@@ -415,12 +417,6 @@ def _filled(op: Callable[..., Any], given: Mapping[str, Any]) -> Callable[..., A
         return op(*args, **kwargs)
 
     return call
-
-
-def _jax() -> Any:
-    import jax
-
-    return jax
 
 
 def _element_type(layer: Any) -> Any:
